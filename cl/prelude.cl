@@ -1,0 +1,50 @@
+/*
+ * Prepended to every kernel family. The runtime defines, as build options:
+ *   D, DV        head sizes of Q/K and of V/O
+ *   DTYPE_F16    1 when tensors are stored as IEEE half
+ *   MASKED       1 when a causal or window mask applies
+ *   WANT_LSE     1 when the log-sum-exp is written
+ * Lengths, strides and window bounds are kernel arguments.
+ */
+#ifndef DTYPE_F16
+#define DTYPE_F16 0
+#endif
+#ifndef MASKED
+#define MASKED 0
+#endif
+#ifndef WANT_LSE
+#define WANT_LSE 0
+#endif
+
+/* Storage is float or half; arithmetic is always float. vload_half and
+ * vstore_half exist on every OpenCL 1.2 device, with or without cl_khr_fp16. */
+#if DTYPE_F16
+typedef half store_t;
+#define LOAD(p, i) vload_half(0, (p) + (i))
+#define LOAD4(p, i) vload_half4(0, (p) + (i))
+#define STORE(x, p, i) vstore_half_rte((x), 0, (p) + (i))
+#else
+typedef float store_t;
+#define LOAD(p, i) ((p)[i])
+#define LOAD4(p, i) vload4(0, (p) + (i))
+#define STORE(x, p, i) ((p)[i] = (x))
+#endif
+
+#define LOG2E 1.4426950408889634f
+#define LN2 0.6931471805599453f
+
+/*
+ * The keys row i may see form one band, [lo, hi]: with i' = i + shift
+ * (shift = kv_len - q_len), lo = i' - left and hi = i' + right, clipped to
+ * the keys that exist. The host passes unbounded sides as bounds wide enough
+ * for every row, so no row needs a special case.
+ */
+inline int band_lo(int i, int shift, int left)
+{
+    return max(i + shift - left, 0);
+}
+
+inline int band_hi(int i, int shift, int right, int kv_len)
+{
+    return min(i + shift + right, kv_len - 1);
+}

@@ -1,0 +1,118 @@
+/*
+ * Flash attention shaped for GPUs: a work-group of BQ work-items, each owning
+ * one query row, walks the band of keys in tiles of BK keys that the whole
+ * group stages in local memory. Rows are numbered per key/value head as in
+ * tiled_cpu.cl, so query heads that share K and V share the tiles too.
+ *
+ * Build options, beside the prelude's: BQ (work-group size) and BK (keys
+ * per tile).
+ */
+#ifndef BQ
+#define BQ 64
+#endif
+#ifndef BK
+#define BK 32
+#endif
+
+__kernel __attribute__((reqd_work_group_size(BQ, 1, 1)))
+void attn_tiled_gpu(__global const store_t *q, __global const store_t *k,
+                    __global const store_t *v, __global store_t *o, __global float *lse,
+                    int q_len, int kv_len, int kv_heads, int group, int left, int right,
+                    float scale_log2, ulong q_sb, ulong q_sh, int q_ss, ulong k_sb,
+                    ulong k_sh, int k_ss, ulong v_sb, ulong v_sh, int v_ss, ulong o_sb,
+                    ulong o_sh, int o_ss)
+{
+    __local float kt[BK * D];
+    __local float vt[BK * DV];
+
+    const int rows = group * q_len;
+    const int lid = get_local_id(0);
+    const int r = get_global_id(0);
+    const int active = r < rows;
+    const int b = get_global_id(1) / kv_heads;
+    const int kvh = get_global_id(1) % kv_heads;
+    const int shift = kv_len - q_len;
+
+    /* Every work-item, active or not, agrees on the group's band, so all of
+     * them reach the same barriers. */
+    const int r0 = get_group_id(0) * BQ;
+    const int r_last = min(r0 + BQ, rows) - 1;
+    const int same_head = r0 / q_len == r_last / q_len;
+    const int qmin = same_head ? r0 % q_len : 0;
+    const int qmax = same_head ? r_last % q_len : q_len - 1;
+    const int jlo = band_lo(qmin, shift, left);
+    const int jhi = band_hi(qmax, shift, right, kv_len);
+
+    const int rr = min(r, rows - 1);
+    const int hq = kvh * group + rr / q_len, qi = rr % q_len;
+    const int lo = qi + shift - left, hi = qi + shift + right;
+
+    __global const store_t *kb = k + b * k_sb + kvh * k_sh;
+    __global const store_t *vb = v + b * v_sb + kvh * v_sh;
+    __global const store_t *qp = q + b * q_sb + hq * q_sh + (ulong)qi * q_ss;
+
+    float qr[D], acc[DV], sc[BK];
+    float m = -INFINITY, l = 0.0f;
+
+    for (int d = 0; d < D; d++)
+        qr[d] = LOAD(qp, d) * scale_log2;
+    for (int d = 0; d < DV; d++)
+        acc[d] = 0.0f;
+
+    for (int j0 = jlo; j0 <= jhi; j0 += BK) {
+        const int n = min(BK, jhi - j0 + 1);
+
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int i = lid; i < n * D; i += BQ)
+            kt[i] = LOAD(kb + (ulong)(j0 + i / D) * k_ss, i % D);
+        for (int i = lid; i < n * DV; i += BQ)
+            vt[i] = LOAD(vb + (ulong)(j0 + i / DV) * v_ss, i % DV);
+        barrier(CLK_LOCAL_MEM_FENCE);
+
+        if (!active)
+            continue;
+
+        float mx = m, base, alpha;
+
+        for (int c = 0; c < n; c++) {
+            float x = 0.0f;
+
+            for (int d = 0; d < D; d++)
+                x = fma(qr[d], kt[c * D + d], x);
+#if MASKED
+            if (j0 + c < lo || j0 + c > hi)
+                x = -INFINITY;
+#endif
+            sc[c] = x;
+            mx = fmax(mx, x);
+        }
+        base = mx == -INFINITY ? 0.0f : mx;
+        alpha = exp2(m - base);
+        m = mx;
+        l *= alpha;
+        for (int c = 0; c < n; c++) {
+            sc[c] = exp2(sc[c] - base);
+            l += sc[c];
+        }
+        for (int d = 0; d < DV; d++) {
+            float a = acc[d] * alpha;
+
+            for (int c = 0; c < n; c++)
+                a = fma(sc[c], vt[c * DV + d], a);
+            acc[d] = a;
+        }
+    }
+
+    if (!active)
+        return;
+
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    __global store_t *op = o + b * o_sb + hq * o_sh + (ulong)qi * o_ss;
+
+    for (int d = 0; d < DV; d++)
+        STORE(acc[d] * inv, op, d);
+#if WANT_LSE
+    lse[((ulong)b * kv_heads * group + hq) * q_len + qi] =
+        l > 0.0f ? (m + log2(l)) * LN2 : -INFINITY;
+#endif
+}

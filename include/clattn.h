@@ -1,0 +1,321 @@
+/*
+ * clattn: transformer attention on any OpenCL 1.2 device.
+ *
+ * One header, opaque handles, and a status from every fallible call.
+ *
+ *   clattn_context  owns (or wraps) an OpenCL context, device and in-order queue,
+ *                   plus a cache of compiled programs.
+ *   clattn_desc     describes one attention problem; a plain struct the caller
+ *                   fills after clattn_desc_init() has set the defaults.
+ *   clattn_plan     is made from a context and a descriptor: it validates the
+ *                   problem, picks and compiles kernels and allocates any
+ *                   workspace. Run it as often as needed.
+ *
+ * Semantics, for every variant:
+ *
+ *   O = softmax(Q K^T * scale + mask) V, computed independently for each batch
+ *   entry b and query head h. Query head h reads key/value head
+ *   h / (q_heads / kv_heads), so kv_heads == q_heads is ordinary multi-head
+ *   attention, 1 < kv_heads < q_heads is grouped-query attention and
+ *   kv_heads == 1 is multi-query attention.
+ *
+ *   Masks align bottom-right. With i' = i + kv_len - q_len, query row i may see
+ *   key j (0 <= j < kv_len) when
+ *       causal:  j <= i'
+ *       window:  i' - window_left <= j <= i' + window_right
+ *   where a window bound of -1 means unbounded on that side. Causal and a
+ *   window combine: causal caps window_right at 0.
+ *
+ *   A query row that sees no key yields an output row of zeros and a
+ *   log-sum-exp of -infinity. The log-sum-exp, when requested, is the natural
+ *   logarithm of sum_j exp(scale * q_i . k_j) over the keys row i sees.
+ *
+ *   Storage is fp32 or fp16 (IEEE half, read and written with vload_half and
+ *   vstore_half); arithmetic and accumulation are always fp32. The output uses
+ *   the dtype and layout of the inputs; the log-sum-exp is always fp32 and laid
+ *   out [batch, q_heads, q_len].
+ */
+#ifndef CLATTN_H
+#define CLATTN_H
+
+#ifndef CL_TARGET_OPENCL_VERSION
+#define CL_TARGET_OPENCL_VERSION 120
+#endif
+#include <CL/cl.h>
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32) && defined(CLATTN_BUILDING_DLL)
+#define CLATTN_API __declspec(dllexport)
+#elif defined(__GNUC__)
+#define CLATTN_API __attribute__((visibility("default")))
+#else
+#define CLATTN_API
+#endif
+
+#define CLATTN_VERSION_MAJOR 0
+#define CLATTN_VERSION_MINOR 1
+#define CLATTN_VERSION_PATCH 0
+
+/** Returns the library version as "MAJOR.MINOR.PATCH". */
+CLATTN_API const char *clattn_version(void);
+
+/*
+ * Status codes. One list generates the enum, the names and the texts.
+ */
+#define CLATTN_STATUS_LIST(X)                                                     \
+    X(OK, 0, "success")                                                          \
+    X(INVALID_ARGUMENT, -1, "an argument is missing or out of range")            \
+    X(INVALID_SHAPE, -2, "the problem's sizes are inconsistent or too large")    \
+    X(BUFFER_TOO_SMALL, -3, "a buffer is smaller than the problem needs")        \
+    X(UNSUPPORTED, -4, "the device or variant does not support this problem")    \
+    X(NO_DEVICE, -5, "no OpenCL device matches")                                 \
+    X(HOST_MEMORY, -6, "a host allocation failed")                               \
+    X(DEVICE_MEMORY, -7, "the device could not allocate enough memory")          \
+    X(BUILD_FAILED, -8, "an OpenCL program failed to build")                     \
+    X(OPENCL_ERROR, -9, "an OpenCL call failed")                                 \
+    X(BLAS_ERROR, -10, "a CLBlast call failed")                                  \
+    X(IO_ERROR, -11, "a file could not be read or written")
+
+typedef enum clattn_status {
+#define CLATTN_STATUS_ENUM(name, value, text) CLATTN_##name = value,
+    CLATTN_STATUS_LIST(CLATTN_STATUS_ENUM)
+#undef CLATTN_STATUS_ENUM
+} clattn_status;
+
+/** Returns the status's name without prefix ("INVALID_ARGUMENT"). */
+CLATTN_API const char *clattn_status_name(clattn_status status);
+
+/** Returns a one-line description of the status. */
+CLATTN_API const char *clattn_status_text(clattn_status status);
+
+/*
+ * Context.
+ */
+typedef struct clattn_context clattn_context;
+
+typedef enum clattn_log_level {
+    CLATTN_LOG_ERROR = 0,
+    CLATTN_LOG_WARNING = 1,
+    CLATTN_LOG_INFO = 2,
+    CLATTN_LOG_DEBUG = 3,
+} clattn_log_level;
+
+typedef void (*clattn_log_fn)(void *cookie, clattn_log_level level, const char *message);
+
+typedef struct clattn_context_options {
+    /**
+     * Which device to use: a decimal index into the list that `clattn devices`
+     * prints (all platforms, in order), "cpu", "gpu", or a case-insensitive
+     * substring of the platform or device name. NULL reads the environment
+     * variable CLATTN_DEVICE; when that is unset too, the first GPU is taken,
+     * else the first device of any kind.
+     */
+    const char *device;
+    /**
+     * Folder for compiled program binaries. NULL reads CLATTN_CACHE_DIR, then
+     * $XDG_CACHE_HOME/clattn, then $HOME/.cache/clattn. The disk cache is off
+     * when CLATTN_DISABLE_CACHE is set to anything but "" or "0", or when
+     * disable_disk_cache is non-zero.
+     */
+    const char *cache_dir;
+    int disable_disk_cache;
+    /** Receives errors, warnings (e.g. build logs) and notes. NULL: silent. */
+    clattn_log_fn log;
+    void *log_cookie;
+    /** Messages above this level are not passed to log. Default: WARNING. */
+    clattn_log_level log_level;
+} clattn_context_options;
+
+/** Fills options with the defaults stated above. */
+CLATTN_API void clattn_context_options_init(clattn_context_options *options);
+
+/**
+ * Creates a context, an in-order command queue with profiling enabled, and an
+ * empty program cache on the chosen device. options may be NULL.
+ *
+ * Returns OK, NO_DEVICE, HOST_MEMORY or OPENCL_ERROR. On failure *out is NULL
+ * and clattn_context_message(NULL) tells why.
+ */
+CLATTN_API clattn_status clattn_context_create(clattn_context **out,
+                                               const clattn_context_options *options);
+
+/**
+ * Wraps a context, device and queue that the application owns; clattn retains
+ * them and releases its references on destroy. The queue must belong to the
+ * context and device and must be in-order. Profiling timings
+ * (clattn_plan_run_timed) need CL_QUEUE_PROFILING_ENABLE.
+ *
+ * Returns OK, INVALID_ARGUMENT (null handle, mismatched device or
+ * out-of-order queue), HOST_MEMORY or OPENCL_ERROR.
+ */
+CLATTN_API clattn_status clattn_context_wrap(clattn_context **out, cl_context cl_ctx,
+                                             cl_device_id device, cl_command_queue queue,
+                                             const clattn_context_options *options);
+
+/** Destroys the context. Plans made from it must be destroyed first. NULL is a no-op. */
+CLATTN_API void clattn_context_destroy(clattn_context *ctx);
+
+/**
+ * The detail of the last failure on ctx: which argument was wrong and why, or
+ * the OpenCL error and call. With ctx NULL, the detail of the last failed
+ * clattn_context_create or clattn_context_wrap on this thread. Never NULL;
+ * empty when there was no failure. Valid until the next call on ctx.
+ */
+CLATTN_API const char *clattn_context_message(const clattn_context *ctx);
+
+/** The context's OpenCL handles; the caller does not own them. */
+CLATTN_API cl_context clattn_context_cl_context(const clattn_context *ctx);
+CLATTN_API cl_device_id clattn_context_device(const clattn_context *ctx);
+CLATTN_API cl_command_queue clattn_context_queue(const clattn_context *ctx);
+
+/** Counters of the program cache, for tools and tests. */
+typedef struct clattn_stats {
+    uint64_t programs_compiled;   /**< built from source */
+    uint64_t programs_from_disk;  /**< built from a cached binary */
+    uint64_t programs_from_memory; /**< found already built in this context */
+    uint64_t disk_entries_rejected; /**< corrupt or stale cache files ignored */
+} clattn_stats;
+
+CLATTN_API clattn_status clattn_context_stats(const clattn_context *ctx, clattn_stats *stats);
+
+/*
+ * Problem descriptor.
+ */
+typedef enum clattn_dtype {
+    CLATTN_F32 = 0,
+    CLATTN_F16 = 1,
+} clattn_dtype;
+
+typedef enum clattn_layout {
+    CLATTN_LAYOUT_BHSD = 0, /**< [batch, heads, seq, dim], dim contiguous */
+    CLATTN_LAYOUT_BSHD = 1, /**< [batch, seq, heads, dim], dim contiguous */
+} clattn_layout;
+
+typedef enum clattn_variant {
+    CLATTN_VARIANT_AUTO = 0,  /**< the fastest variant for the problem and device */
+    CLATTN_VARIANT_NAIVE = 1, /**< materialized scores: CLBlast GEMMs and a softmax */
+    CLATTN_VARIANT_TILED = 2, /**< flash-style, online softmax, O(N) memory */
+} clattn_variant;
+
+typedef enum clattn_kernel_shape {
+    CLATTN_SHAPE_AUTO = 0, /**< by device type: CPU shape on CPUs, GPU shape elsewhere */
+    CLATTN_SHAPE_GPU = 1,  /**< many work-items per work-group, local-memory tiles */
+    CLATTN_SHAPE_CPU = 2,  /**< one work-item per block of rows, wide vectors */
+} clattn_kernel_shape;
+
+typedef struct clattn_desc {
+    int batch;      /**< default 1 */
+    int q_heads;    /**< default 1 */
+    int kv_heads;   /**< 0 (default): same as q_heads; must divide q_heads */
+    int q_len;      /**< queries per head, 1..2^29; required */
+    int kv_len;     /**< keys per head, 1..2^29; 0 (default): same as q_len */
+    int head_dim;   /**< Q and K head size, 1..256; required */
+    int v_head_dim; /**< V and O head size, 1..256; 0 (default): head_dim */
+    clattn_dtype dtype;
+    clattn_layout layout;
+    float scale; /**< 0 (default): 1/sqrt(head_dim); else finite and > 0 */
+    int causal;  /**< non-zero: causal mask, aligned bottom-right */
+    int window_left;  /**< -1 (default): unbounded */
+    int window_right; /**< -1 (default): unbounded */
+    int want_lse;     /**< non-zero: runs write the log-sum-exp */
+    clattn_variant variant;
+    clattn_kernel_shape kernel_shape;
+    /** Tile overrides; 0 picks the device's default. */
+    int block_q; /**< query rows per work-item (CPU) or work-group (GPU) */
+    int block_k; /**< keys per tile */
+} clattn_desc;
+
+/**
+ * Sets every field to its default: batch and q_heads 1, fp32, BHSD, no mask,
+ * variant and kernel shape AUTO. q_len and head_dim are left 0: the caller
+ * must set them.
+ */
+CLATTN_API void clattn_desc_init(clattn_desc *desc);
+
+typedef enum clattn_tensor {
+    CLATTN_TENSOR_Q = 0,
+    CLATTN_TENSOR_K = 1,
+    CLATTN_TENSOR_V = 2,
+    CLATTN_TENSOR_O = 3,
+    CLATTN_TENSOR_LSE = 4,
+} clattn_tensor;
+
+/**
+ * Bytes a tensor of the problem occupies. Returns OK, INVALID_ARGUMENT or
+ * INVALID_SHAPE (also when the size overflows size_t).
+ */
+CLATTN_API clattn_status clattn_tensor_bytes(const clattn_desc *desc, clattn_tensor tensor,
+                                             size_t *bytes);
+
+/*
+ * Plan.
+ */
+typedef struct clattn_plan clattn_plan;
+
+/**
+ * Validates desc, chooses the variant and kernel shape, compiles (or finds in
+ * the caches) the programs and allocates any workspace. Lengths are kernel
+ * arguments: plans that differ only in batch, heads or lengths share compiled
+ * programs, so a decode loop that makes a plan per step never recompiles.
+ *
+ * Returns OK, INVALID_ARGUMENT, INVALID_SHAPE, UNSUPPORTED, DEVICE_MEMORY,
+ * HOST_MEMORY, BUILD_FAILED or OPENCL_ERROR; clattn_context_message() has
+ * the detail (with the build log for BUILD_FAILED).
+ */
+CLATTN_API clattn_status clattn_plan_create(clattn_plan **out, clattn_context *ctx,
+                                            const clattn_desc *desc);
+
+/** Destroys the plan and its workspace. NULL is a no-op. */
+CLATTN_API void clattn_plan_destroy(clattn_plan *plan);
+
+/** The variant the plan runs (never AUTO). */
+CLATTN_API clattn_variant clattn_plan_variant(const clattn_plan *plan);
+
+/** The kernel shape the plan runs (never AUTO). */
+CLATTN_API clattn_kernel_shape clattn_plan_kernel_shape(const clattn_plan *plan);
+
+/** Bytes of device workspace the plan holds. */
+CLATTN_API size_t clattn_plan_workspace_bytes(const clattn_plan *plan);
+
+/**
+ * Enqueues the attention on the context's queue. q, k, v and o are device
+ * buffers laid out as the descriptor says, starting at offset 0; lse is
+ * required when the descriptor asked for it and ignored otherwise. The run
+ * waits for wait_list and, when event is not NULL, returns an event that
+ * completes with the run. Buffers smaller than the problem are refused
+ * (BUFFER_TOO_SMALL). o and lse must not alias the inputs.
+ *
+ * A plan may be run from one thread at a time.
+ */
+CLATTN_API clattn_status clattn_plan_run(clattn_plan *plan, cl_mem q, cl_mem k, cl_mem v,
+                                         cl_mem o, cl_mem lse, cl_uint num_wait,
+                                         const cl_event *wait_list, cl_event *event);
+
+/**
+ * Runs once and waits for it, then reports the device time from the start of
+ * the first command to the end of the last, from OpenCL profiling events.
+ * Needs a queue with profiling enabled (UNSUPPORTED otherwise).
+ */
+CLATTN_API clattn_status clattn_plan_run_timed(clattn_plan *plan, cl_mem q, cl_mem k,
+                                               cl_mem v, cl_mem o, cl_mem lse,
+                                               double *milliseconds);
+
+/**
+ * Convenience: copies host arrays in, runs, waits and copies the output (and
+ * the log-sum-exp when asked for) back. fp16 data is passed as uint16_t bits.
+ */
+CLATTN_API clattn_status clattn_plan_run_host(clattn_plan *plan, const void *q,
+                                              const void *k, const void *v, void *o,
+                                              float *lse);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CLATTN_H */

@@ -1,0 +1,145 @@
+/*
+ * Shared by the runtime's files; never installed. Cross-file names carry the
+ * clattn__ prefix.
+ */
+#ifndef CLATTN_INTERNAL_H
+#define CLATTN_INTERNAL_H
+
+#include <pthread.h>
+#include <stdarg.h>
+
+#include "clattn.h"
+
+#define CLATTN_MAX_HEAD_DIM 256
+#define CLATTN_MAX_LENGTH (1 << 30)
+#define CLATTN_MESSAGE_SIZE 8192
+
+typedef struct clattn_device_info {
+    char platform_name[256];
+    char platform_version[256];
+    char name[256];
+    char vendor[256];
+    char version[256];
+    char driver[256];
+    cl_device_type type;
+    cl_ulong max_alloc;
+    cl_ulong local_mem;
+    size_t max_work_group;
+    cl_uint compute_units;
+} clattn_device_info;
+
+typedef struct clattn_cached_program clattn_cached_program;
+
+struct clattn_context {
+    cl_context cl_ctx;
+    cl_device_id device;
+    cl_command_queue queue;
+    int profiling;
+    clattn_device_info info;
+
+    clattn_log_fn log;
+    void *log_cookie;
+    clattn_log_level log_level;
+
+    /* Guards the program list and the counters: plans may be made from
+     * several threads. */
+    pthread_mutex_t lock;
+    clattn_cached_program *programs;
+    clattn_stats stats;
+    char *cache_dir; /* NULL when the disk cache is off */
+
+    char message[CLATTN_MESSAGE_SIZE];
+};
+
+/* Records the detail of a failure (ctx may be NULL: thread-local) and returns
+ * status, so that error paths read `return clattn__fail(...)`. */
+clattn_status clattn__fail(clattn_context *ctx, clattn_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Same, for a failed OpenCL call: names the call and the error code. */
+clattn_status clattn__cl_fail(clattn_context *ctx, cl_int err, const char *call);
+
+void clattn__clear_message(clattn_context *ctx);
+
+void clattn__log(clattn_context *ctx, clattn_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+const char *clattn__cl_error_name(cl_int err);
+
+/* Queries the facts the runtime needs about a device. */
+cl_int clattn__device_info(cl_device_id device, clattn_device_info *info);
+
+/*
+ * Returns a built program for the kernel family (a file of cl/, without the
+ * .cl) and build options, from this context's memory cache, the disk cache or
+ * a fresh build. The caller owns one reference.
+ */
+clattn_status clattn__program_get(clattn_context *ctx, const char *family,
+                                  const char *options, cl_program *program);
+
+/* Releases every cached program of the context. */
+void clattn__programs_release(clattn_context *ctx);
+
+/*
+ * Everything a variant needs to run: the resolved descriptor and the element
+ * strides of each tensor, for the plan's layout.
+ */
+typedef struct clattn_strides {
+    cl_ulong batch;
+    cl_ulong head;
+    cl_ulong seq;
+} clattn_strides;
+
+/* Collects the events of one run so that run_timed can span them. */
+typedef struct clattn_event_list {
+    cl_event events[16];
+    int count;
+} clattn_event_list;
+
+typedef struct clattn_run_args {
+    cl_mem q, k, v, o, lse;
+    cl_uint num_wait;
+    const cl_event *wait_list;
+    clattn_event_list *events; /* every command's event, when not NULL */
+    cl_event last;             /* the last command's event, owned */
+} clattn_run_args;
+
+typedef struct clattn_variant_ops {
+    clattn_status (*setup)(clattn_plan *plan);
+    clattn_status (*run)(clattn_plan *plan, clattn_run_args *args);
+    void (*destroy)(clattn_plan *plan);
+} clattn_variant_ops;
+
+struct clattn_plan {
+    clattn_context *ctx;
+    clattn_desc desc; /* defaults filled in, scale resolved */
+    clattn_variant variant;
+    clattn_kernel_shape shape;
+    const clattn_variant_ops *ops;
+    size_t bytes[5]; /* per clattn_tensor */
+    clattn_strides q_str, k_str, v_str, o_str;
+    int group;          /* query heads per key/value head */
+    int left, right;    /* window as kernel arguments, never -1 */
+    int masked;         /* any mask at all */
+    size_t workspace_bytes;
+    cl_mem dummy;       /* bound where an optional buffer is absent */
+    void *impl;         /* the variant's own state */
+};
+
+extern const clattn_variant_ops clattn__naive_ops;
+extern const clattn_variant_ops clattn__tiled_ops;
+
+/*
+ * Helpers for variants: take the event a command returned into the run's
+ * list (and as args->last), and the wait list for the next command.
+ */
+void clattn__run_track(clattn_run_args *args, cl_event event);
+cl_uint clattn__run_wait(const clattn_run_args *args, const cl_event **list);
+
+/* Appends "-D NAME=VALUE" options shared by every kernel of a plan. */
+int clattn__common_options(const clattn_plan *plan, char *buf, size_t size);
+
+/* Sets kernel arguments in order; returns the first error. */
+cl_int clattn__set_args(cl_kernel kernel, int count, ...);
+
+#endif /* CLATTN_INTERNAL_H */

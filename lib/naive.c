@@ -1,0 +1,275 @@
+/*
+ * The naive variant: materialize the scores with a batched CLBlast GEMM,
+ * apply masks and softmax in place, then multiply by V with a second GEMM.
+ * fp16 storage is converted to fp32 workspace first: the GEMMs run in fp32.
+ */
+#include <clblast_c.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+typedef struct naive {
+    cl_kernel softmax, to_float, to_half;
+    size_t sm_global, sm_local;
+    cl_mem scores;
+    cl_mem qf, kf, vf, of; /* fp32 copies, fp16 storage only */
+    size_t count;          /* GEMMs per batched call: batch * q_heads */
+    size_t *off_q, *off_k, *off_v, *off_o, *off_s;
+    float *alphas, *ones, *zeros;
+} naive;
+
+static void release_mem(cl_mem *m)
+{
+    if (*m)
+        clReleaseMemObject(*m);
+    *m = NULL;
+}
+
+static void release_kernel(cl_kernel *k)
+{
+    if (*k)
+        clReleaseKernel(*k);
+    *k = NULL;
+}
+
+static void destroy(clattn_plan *plan)
+{
+    naive *n = plan->impl;
+
+    if (!n)
+        return;
+    release_kernel(&n->softmax);
+    release_kernel(&n->to_float);
+    release_kernel(&n->to_half);
+    release_mem(&n->scores);
+    release_mem(&n->qf);
+    release_mem(&n->kf);
+    release_mem(&n->vf);
+    release_mem(&n->of);
+    free(n->off_q);
+    free(n->alphas);
+    free(n);
+    plan->impl = NULL;
+}
+
+static clattn_status alloc(clattn_plan *plan, cl_mem *mem, size_t bytes, const char *what)
+{
+    cl_int err;
+
+    *mem = clCreateBuffer(plan->ctx->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    if (err != CL_SUCCESS) {
+        clattn__cl_fail(plan->ctx, err, "clCreateBuffer");
+        return clattn__fail(plan->ctx, CLATTN_DEVICE_MEMORY,
+                            "could not allocate %zu bytes for the naive variant's %s: %s",
+                            bytes, what, clattn__cl_error_name(err));
+    }
+    plan->workspace_bytes += bytes;
+    return CLATTN_OK;
+}
+
+/* The score matrix is the variant's cost: refuse it up front when the device
+ * cannot hold it in one allocation. */
+static clattn_status alloc_scores(clattn_plan *plan, naive *n)
+{
+    const clattn_desc *d = &plan->desc;
+    const cl_ulong limit = plan->ctx->info.max_alloc;
+    size_t rows = (size_t)d->batch * d->q_heads * d->q_len;
+    double bytes = (double)rows * d->kv_len * sizeof(float);
+
+    if (bytes > (double)limit || bytes > (double)SIZE_MAX)
+        return clattn__fail(plan->ctx, CLATTN_DEVICE_MEMORY,
+                            "the naive variant needs a score workspace of "
+                            "batch*q_heads*q_len*kv_len floats (%.0f bytes), more than the "
+                            "device's largest allocation (%llu bytes); use the tiled "
+                            "variant", bytes, (unsigned long long)limit);
+    return alloc(plan, &n->scores, (size_t)bytes, "score workspace");
+}
+
+static clattn_status offsets(clattn_plan *plan, naive *n)
+{
+    const clattn_desc *d = &plan->desc;
+    size_t c = (size_t)d->batch * d->q_heads;
+
+    n->count = c;
+    n->off_q = malloc(5 * c * sizeof(size_t));
+    n->alphas = malloc(3 * c * sizeof(float));
+    if (!n->off_q || !n->alphas)
+        return clattn__fail(plan->ctx, CLATTN_HOST_MEMORY, "out of host memory");
+    n->off_k = n->off_q + c;
+    n->off_v = n->off_k + c;
+    n->off_o = n->off_v + c;
+    n->off_s = n->off_o + c;
+    n->ones = n->alphas + c;
+    n->zeros = n->ones + c;
+
+    for (size_t b = 0; b < (size_t)d->batch; b++) {
+        for (size_t h = 0; h < (size_t)d->q_heads; h++) {
+            size_t i = b * d->q_heads + h, kvh = h / plan->group;
+
+            n->off_q[i] = b * plan->q_str.batch + h * plan->q_str.head;
+            n->off_k[i] = b * plan->k_str.batch + kvh * plan->k_str.head;
+            n->off_v[i] = b * plan->v_str.batch + kvh * plan->v_str.head;
+            n->off_o[i] = b * plan->o_str.batch + h * plan->o_str.head;
+            n->off_s[i] = i * d->q_len * d->kv_len;
+            n->alphas[i] = d->scale;
+            n->ones[i] = 1.0f;
+            n->zeros[i] = 0.0f;
+        }
+    }
+    return CLATTN_OK;
+}
+
+static clattn_status kernels(clattn_plan *plan, naive *n)
+{
+    const int cpu = plan->shape == CLATTN_SHAPE_CPU;
+    const int wg = plan->ctx->info.max_work_group >= 128 ? 128 : 1;
+    size_t rows = (size_t)plan->desc.batch * plan->desc.q_heads * plan->desc.q_len;
+    char options[512];
+    cl_program program;
+    clattn_status status;
+    cl_int err;
+    int len;
+
+    len = clattn__common_options(plan, options, sizeof(options));
+    snprintf(options + len, sizeof(options) - len, " -D SM_WG=%d", cpu ? 1 : wg);
+    status = clattn__program_get(plan->ctx, "softmax", options, &program);
+    if (status)
+        return status;
+    n->softmax = clCreateKernel(program, cpu ? "softmax_rows" : "softmax_rows_wg", &err);
+    clReleaseProgram(program);
+    if (err != CL_SUCCESS)
+        return clattn__cl_fail(plan->ctx, err, "clCreateKernel");
+    n->sm_local = cpu ? 64 : (size_t)wg;
+    n->sm_global = cpu ? (rows + 63) / 64 * 64 : rows * wg;
+    if (cpu && plan->ctx->info.max_work_group < 64)
+        n->sm_local = 1;
+
+    if (plan->desc.dtype != CLATTN_F16)
+        return CLATTN_OK;
+    status = clattn__program_get(plan->ctx, "convert", "-cl-std=CL1.2", &program);
+    if (status)
+        return status;
+    n->to_float = clCreateKernel(program, "half_to_float", &err);
+    if (err == CL_SUCCESS)
+        n->to_half = clCreateKernel(program, "float_to_half", &err);
+    clReleaseProgram(program);
+    if (err != CL_SUCCESS)
+        return clattn__cl_fail(plan->ctx, err, "clCreateKernel");
+    return CLATTN_OK;
+}
+
+static clattn_status setup(clattn_plan *plan)
+{
+    naive *n = calloc(1, sizeof(*n));
+    const size_t *bytes = plan->bytes;
+    clattn_status status;
+
+    if (!n)
+        return clattn__fail(plan->ctx, CLATTN_HOST_MEMORY, "out of host memory");
+    plan->impl = n;
+    if ((status = offsets(plan, n)) || (status = alloc_scores(plan, n)) ||
+        (status = kernels(plan, n)))
+        return status;
+    if (plan->desc.dtype != CLATTN_F16)
+        return CLATTN_OK;
+    if ((status = alloc(plan, &n->qf, bytes[CLATTN_TENSOR_Q] * 2, "fp32 copy of Q")) ||
+        (status = alloc(plan, &n->kf, bytes[CLATTN_TENSOR_K] * 2, "fp32 copy of K")) ||
+        (status = alloc(plan, &n->vf, bytes[CLATTN_TENSOR_V] * 2, "fp32 copy of V")) ||
+        (status = alloc(plan, &n->of, bytes[CLATTN_TENSOR_O] * 2, "fp32 output")))
+        return status;
+    return CLATTN_OK;
+}
+
+static clattn_status convert(clattn_plan *plan, clattn_run_args *args, cl_kernel kernel,
+                             cl_mem src, cl_mem dst, size_t halves)
+{
+    cl_ulong count = halves;
+    size_t global = (halves + 255) / 256 * 256;
+    cl_event event;
+    cl_int err;
+
+    err = clattn__set_args(kernel, 3, sizeof(cl_mem), &src, sizeof(cl_mem), &dst,
+                           sizeof(cl_ulong), &count);
+    if (err == CL_SUCCESS)
+        err = clEnqueueNDRangeKernel(plan->ctx->queue, kernel, 1, NULL, &global, NULL, 0,
+                                     NULL, &event);
+    if (err != CL_SUCCESS)
+        return clattn__cl_fail(plan->ctx, err, "converting fp16 data");
+    clattn__run_track(args, event);
+    return CLATTN_OK;
+}
+
+static clattn_status blas_fail(clattn_plan *plan, CLBlastStatusCode code, const char *what)
+{
+    return clattn__fail(plan->ctx, CLATTN_BLAS_ERROR, "CLBlast %s failed with status %d",
+                        what, (int)code);
+}
+
+static clattn_status softmax(clattn_plan *plan, naive *n, clattn_run_args *args)
+{
+    const clattn_desc *d = &plan->desc;
+    int rows = d->batch * d->q_heads * d->q_len;
+    cl_event event;
+    cl_int err;
+
+    err = clattn__set_args(n->softmax, 7, sizeof(cl_mem), &n->scores, sizeof(cl_mem),
+                           &args->lse, sizeof(int), &rows, sizeof(int), &d->q_len,
+                           sizeof(int), &d->kv_len, sizeof(int), &plan->left, sizeof(int),
+                           &plan->right);
+    if (err == CL_SUCCESS)
+        err = clEnqueueNDRangeKernel(plan->ctx->queue, n->softmax, 1, NULL, &n->sm_global,
+                                     &n->sm_local, 0, NULL, &event);
+    if (err != CL_SUCCESS)
+        return clattn__cl_fail(plan->ctx, err, "running the softmax kernel");
+    clattn__run_track(args, event);
+    return CLATTN_OK;
+}
+
+static clattn_status run(clattn_plan *plan, clattn_run_args *args)
+{
+    naive *n = plan->impl;
+    const clattn_desc *d = &plan->desc;
+    const size_t *bytes = plan->bytes;
+    const int f16 = d->dtype == CLATTN_F16;
+    cl_mem q = f16 ? n->qf : args->q, k = f16 ? n->kf : args->k;
+    cl_mem v = f16 ? n->vf : args->v, o = f16 ? n->of : args->o;
+    cl_command_queue queue = plan->ctx->queue;
+    CLBlastStatusCode code;
+    clattn_status status;
+    cl_event event;
+
+    if (f16 &&
+        ((status = convert(plan, args, n->to_float, args->q, q, bytes[CLATTN_TENSOR_Q] / 2)) ||
+         (status = convert(plan, args, n->to_float, args->k, k, bytes[CLATTN_TENSOR_K] / 2)) ||
+         (status = convert(plan, args, n->to_float, args->v, v, bytes[CLATTN_TENSOR_V] / 2))))
+        return status;
+
+    code = CLBlastSgemmBatched(CLBlastLayoutRowMajor, CLBlastTransposeNo,
+                               CLBlastTransposeYes, d->q_len, d->kv_len, d->head_dim,
+                               n->alphas, q, n->off_q, plan->q_str.seq, k, n->off_k,
+                               plan->k_str.seq, n->zeros, n->scores, n->off_s, d->kv_len,
+                               n->count, &queue, &event);
+    if (code != CLBlastSuccess)
+        return blas_fail(plan, code, "GEMM of Q and K");
+    clattn__run_track(args, event);
+
+    if ((status = softmax(plan, n, args)))
+        return status;
+
+    code = CLBlastSgemmBatched(CLBlastLayoutRowMajor, CLBlastTransposeNo,
+                               CLBlastTransposeNo, d->q_len, d->v_head_dim, d->kv_len,
+                               n->ones, n->scores, n->off_s, d->kv_len, v, n->off_v,
+                               plan->v_str.seq, n->zeros, o, n->off_o, plan->o_str.seq,
+                               n->count, &queue, &event);
+    if (code != CLBlastSuccess)
+        return blas_fail(plan, code, "GEMM of P and V");
+    clattn__run_track(args, event);
+
+    if (f16)
+        return convert(plan, args, n->to_half, o, args->o, bytes[CLATTN_TENSOR_O] / 2);
+    return CLATTN_OK;
+}
+
+const clattn_variant_ops clattn__naive_ops = { setup, run, destroy };

@@ -1,0 +1,186 @@
+/*
+ * The tiled (flash) variant: one kernel launch, O(N) memory, in a CPU shape
+ * (tiled_cpu.cl) or a GPU shape (tiled_gpu.cl).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "internal.h"
+
+typedef struct tiled {
+    cl_kernel kernel;
+    size_t global[2];
+    size_t local[2];
+} tiled;
+
+/* Tiles for the CPU shape: the measured sweet spot on PoCL is 16 rows
+ * (two float8) by 16 keys; see bench/NOTES.md. */
+static clattn_status cpu_tiles(clattn_plan *plan, int *rows, int *keys)
+{
+    const clattn_desc *d = &plan->desc;
+
+    *rows = d->block_q ? d->block_q : 16;
+    *keys = d->block_k ? d->block_k : 16;
+    if (*rows % 8 || *rows > 64)
+        return clattn__fail(plan->ctx, CLATTN_INVALID_ARGUMENT,
+                            "desc.block_q is %d; the CPU shape needs a multiple of 8 "
+                            "up to 64", *rows);
+    if (*keys % 4 || *keys > 256)
+        return clattn__fail(plan->ctx, CLATTN_INVALID_ARGUMENT,
+                            "desc.block_k is %d; the CPU shape needs a multiple of 4 "
+                            "up to 256", *keys);
+    return CLATTN_OK;
+}
+
+/* Tiles for the GPU shape: the K and V tiles must fit in local memory. */
+static clattn_status gpu_tiles(clattn_plan *plan, int *rows, int *keys)
+{
+    const clattn_desc *d = &plan->desc;
+    const clattn_device_info *info = &plan->ctx->info;
+    size_t per_key = (size_t)(d->head_dim + d->v_head_dim) * sizeof(float);
+
+    *rows = d->block_q ? d->block_q : 64;
+    if (!d->block_q && (size_t)*rows > info->max_work_group)
+        *rows = (int)info->max_work_group;
+    if ((size_t)*rows > info->max_work_group)
+        return clattn__fail(plan->ctx, CLATTN_INVALID_ARGUMENT,
+                            "desc.block_q is %d; the device's work-groups hold at most "
+                            "%zu work-items", *rows, info->max_work_group);
+    *keys = d->block_k ? d->block_k : 32;
+    if (!d->block_k)
+        while (*keys > 1 && *keys * per_key > info->local_mem / 2)
+            *keys /= 2;
+    if (*keys > 256 || *keys * per_key > info->local_mem)
+        return clattn__fail(plan->ctx, CLATTN_UNSUPPORTED,
+                            "K/V tiles of %d keys need %zu bytes of local memory; the "
+                            "device has %llu", *keys, *keys * per_key,
+                            (unsigned long long)info->local_mem);
+    return CLATTN_OK;
+}
+
+static clattn_status build(clattn_plan *plan, tiled *t)
+{
+    const int cpu = plan->shape == CLATTN_SHAPE_CPU;
+    const char *family = cpu ? "tiled_cpu" : "tiled_gpu";
+    char options[512];
+    int rows = 0, keys = 0, n;
+    clattn_status status;
+    cl_program program;
+    cl_int err;
+
+    status = cpu ? cpu_tiles(plan, &rows, &keys) : gpu_tiles(plan, &rows, &keys);
+    if (status)
+        return status;
+    n = clattn__common_options(plan, options, sizeof(options));
+    snprintf(options + n, sizeof(options) - n, cpu ? " -D BQV=%d -D BK=%d"
+                                                   : " -D BQ=%d -D BK=%d",
+             cpu ? rows / 8 : rows, keys);
+    status = clattn__program_get(plan->ctx, family, options, &program);
+    if (status)
+        return status;
+    t->kernel = clCreateKernel(program, cpu ? "attn_tiled_cpu" : "attn_tiled_gpu", &err);
+    clReleaseProgram(program);
+    if (err != CL_SUCCESS)
+        return clattn__cl_fail(plan->ctx, err, "clCreateKernel");
+
+    if (!cpu) {
+        size_t limit = 0;
+
+        clGetKernelWorkGroupInfo(t->kernel, plan->ctx->device, CL_KERNEL_WORK_GROUP_SIZE,
+                                 sizeof(limit), &limit, NULL);
+        if (limit && limit < (size_t)rows)
+            return clattn__fail(plan->ctx, CLATTN_UNSUPPORTED,
+                                "the device runs this kernel with at most %zu work-items "
+                                "per group; set desc.block_q to at most that", limit);
+    }
+
+    size_t total_rows = (size_t)plan->group * plan->desc.q_len;
+    size_t per_group = (size_t)rows;
+
+    t->global[0] = (total_rows + per_group - 1) / per_group;
+    t->global[1] = (size_t)plan->desc.batch * plan->desc.kv_heads;
+    t->local[0] = 1;
+    t->local[1] = 1;
+    if (!cpu) {
+        t->global[0] *= per_group;
+        t->local[0] = per_group;
+    }
+    return CLATTN_OK;
+}
+
+static clattn_status set_fixed_args(clattn_plan *plan, tiled *t)
+{
+    const clattn_desc *d = &plan->desc;
+    const float scale_log2 = d->scale * 1.4426950408889634f;
+    const int q_ss = (int)plan->q_str.seq, k_ss = (int)plan->k_str.seq;
+    const int v_ss = (int)plan->v_str.seq, o_ss = (int)plan->o_str.seq;
+    cl_int err = CL_SUCCESS;
+    const struct {
+        size_t size;
+        const void *value;
+    } args[] = {
+        { sizeof(int), &d->q_len },          { sizeof(int), &d->kv_len },
+        { sizeof(int), &d->kv_heads },       { sizeof(int), &plan->group },
+        { sizeof(int), &plan->left },        { sizeof(int), &plan->right },
+        { sizeof(float), &scale_log2 },      { sizeof(cl_ulong), &plan->q_str.batch },
+        { sizeof(cl_ulong), &plan->q_str.head }, { sizeof(int), &q_ss },
+        { sizeof(cl_ulong), &plan->k_str.batch }, { sizeof(cl_ulong), &plan->k_str.head },
+        { sizeof(int), &k_ss },              { sizeof(cl_ulong), &plan->v_str.batch },
+        { sizeof(cl_ulong), &plan->v_str.head }, { sizeof(int), &v_ss },
+        { sizeof(cl_ulong), &plan->o_str.batch }, { sizeof(cl_ulong), &plan->o_str.head },
+        { sizeof(int), &o_ss },
+    };
+
+    for (cl_uint i = 0; i < sizeof(args) / sizeof(args[0]) && err == CL_SUCCESS; i++)
+        err = clSetKernelArg(t->kernel, 5 + i, args[i].size, args[i].value);
+    if (err != CL_SUCCESS)
+        return clattn__cl_fail(plan->ctx, err, "clSetKernelArg");
+    return CLATTN_OK;
+}
+
+static void destroy(clattn_plan *plan)
+{
+    tiled *t = plan->impl;
+
+    if (!t)
+        return;
+    if (t->kernel)
+        clReleaseKernel(t->kernel);
+    free(t);
+    plan->impl = NULL;
+}
+
+static clattn_status setup(clattn_plan *plan)
+{
+    tiled *t = calloc(1, sizeof(*t));
+    clattn_status status;
+
+    if (!t)
+        return clattn__fail(plan->ctx, CLATTN_HOST_MEMORY, "out of host memory");
+    plan->impl = t;
+    status = build(plan, t);
+    if (!status)
+        status = set_fixed_args(plan, t);
+    return status;
+}
+
+static clattn_status run(clattn_plan *plan, clattn_run_args *args)
+{
+    tiled *t = plan->impl;
+    cl_event event;
+    cl_int err;
+
+    err = clattn__set_args(t->kernel, 5, sizeof(cl_mem), &args->q, sizeof(cl_mem), &args->k,
+                           sizeof(cl_mem), &args->v, sizeof(cl_mem), &args->o,
+                           sizeof(cl_mem), &args->lse);
+    if (err != CL_SUCCESS)
+        return clattn__cl_fail(plan->ctx, err, "clSetKernelArg");
+    err = clEnqueueNDRangeKernel(plan->ctx->queue, t->kernel, 2, NULL, t->global, t->local,
+                                 0, NULL, &event);
+    if (err != CL_SUCCESS)
+        return clattn__cl_fail(plan->ctx, err, "clEnqueueNDRangeKernel");
+    clattn__run_track(args, event);
+    return CLATTN_OK;
+}
+
+const clattn_variant_ops clattn__tiled_ops = { setup, run, destroy };
