@@ -21,12 +21,10 @@
 #if DTYPE_F16
 typedef half store_t;
 #define LOAD(p, i) vload_half(0, (p) + (i))
-#define LOAD4(p, i) vload_half4(0, (p) + (i))
 #define STORE(x, p, i) vstore_half_rte((x), 0, (p) + (i))
 #else
 typedef float store_t;
 #define LOAD(p, i) ((p)[i])
-#define LOAD4(p, i) vload4(0, (p) + (i))
 #define STORE(x, p, i) ((p)[i] = (x))
 #endif
 

@@ -21,7 +21,7 @@
 #define BQV 2
 #endif
 #ifndef BK
-#define BK 16
+#define BK 32
 #endif
 
 #define ROWS (8 * BQV)
@@ -63,6 +63,7 @@ __kernel void attn_tiled_cpu(__global const store_t *q, __global const store_t *
     __global const store_t *kb = k + b * k_sb + kvh * k_sh;
     __global const store_t *vb = v + b * v_sb + kvh * v_sh;
 
+    #pragma unroll
     for (int vi = 0; vi < BQV; vi++) {
         float *qf = (float *)&qt[vi];
         int *lop = (int *)&lo[vi], *hip = (int *)&hi[vi];
@@ -94,12 +95,14 @@ __kernel void attn_tiled_cpu(__global const store_t *q, __global const store_t *
             __global const store_t *k3 = kb + (ulong)min(j0 + c + 3, jhi) * k_ss;
             float8 a0[BQV], a1[BQV], a2[BQV], a3[BQV];
 
+            #pragma unroll
             for (int vi = 0; vi < BQV; vi++)
                 a0[vi] = a1[vi] = a2[vi] = a3[vi] = (float8)(0.0f);
             for (int d = 0; d < D; d++) {
                 const float8 x0 = (float8)(LOAD(k0, d)), x1 = (float8)(LOAD(k1, d));
                 const float8 x2 = (float8)(LOAD(k2, d)), x3 = (float8)(LOAD(k3, d));
 
+                #pragma unroll
                 for (int vi = 0; vi < BQV; vi++) {
                     const float8 qv = qt[d * BQV + vi];
 
@@ -109,6 +112,7 @@ __kernel void attn_tiled_cpu(__global const store_t *q, __global const store_t *
                     a3[vi] = fma(qv, x3, a3[vi]);
                 }
             }
+            #pragma unroll
             for (int vi = 0; vi < BQV; vi++) {
                 s[c * BQV + vi] = a0[vi];
                 s[(c + 1) * BQV + vi] = a1[vi];
@@ -123,6 +127,7 @@ __kernel void attn_tiled_cpu(__global const store_t *q, __global const store_t *
                 const int8 j = (int8)(j0 + c);
                 const int8 inside = (int8)(c < n ? -1 : 0);
 
+                #pragma unroll
                 for (int vi = 0; vi < BQV; vi++) {
                     int8 keep = inside & (j >= lo[vi]) & (j <= hi[vi]);
 
@@ -134,6 +139,7 @@ __kernel void attn_tiled_cpu(__global const store_t *q, __global const store_t *
         /* Online softmax, once per tile. A row that has seen no key yet keeps
          * a maximum of -inf; exponents are then taken against 0 so that no
          * -inf - -inf appears. */
+        #pragma unroll
         for (int vi = 0; vi < BQV; vi++) {
             float8 mx = m[vi], sum = (float8)(0.0f), base;
 
@@ -156,6 +162,7 @@ __kernel void attn_tiled_cpu(__global const store_t *q, __global const store_t *
         for (; d + 4 <= DV; d += 4) {
             float8 o0[BQV], o1[BQV], o2[BQV], o3[BQV];
 
+            #pragma unroll
             for (int vi = 0; vi < BQV; vi++) {
                 o0[vi] = acc[d * BQV + vi] * alpha[vi];
                 o1[vi] = acc[(d + 1) * BQV + vi] * alpha[vi];
@@ -163,17 +170,21 @@ __kernel void attn_tiled_cpu(__global const store_t *q, __global const store_t *
                 o3[vi] = acc[(d + 3) * BQV + vi] * alpha[vi];
             }
             for (int c = 0; c < n; c++) {
-                const float4 x = LOAD4(vb + (ulong)(j0 + c) * v_ss, d);
+                __global const store_t *vr = vb + (ulong)(j0 + c) * v_ss + d;
+                const float8 x0 = (float8)(LOAD(vr, 0)), x1 = (float8)(LOAD(vr, 1));
+                const float8 x2 = (float8)(LOAD(vr, 2)), x3 = (float8)(LOAD(vr, 3));
 
+                #pragma unroll
                 for (int vi = 0; vi < BQV; vi++) {
                     const float8 p = s[c * BQV + vi];
 
-                    o0[vi] = fma(p, (float8)(x.s0), o0[vi]);
-                    o1[vi] = fma(p, (float8)(x.s1), o1[vi]);
-                    o2[vi] = fma(p, (float8)(x.s2), o2[vi]);
-                    o3[vi] = fma(p, (float8)(x.s3), o3[vi]);
+                    o0[vi] = fma(p, x0, o0[vi]);
+                    o1[vi] = fma(p, x1, o1[vi]);
+                    o2[vi] = fma(p, x2, o2[vi]);
+                    o3[vi] = fma(p, x3, o3[vi]);
                 }
             }
+            #pragma unroll
             for (int vi = 0; vi < BQV; vi++) {
                 acc[d * BQV + vi] = o0[vi];
                 acc[(d + 1) * BQV + vi] = o1[vi];
@@ -182,6 +193,7 @@ __kernel void attn_tiled_cpu(__global const store_t *q, __global const store_t *
             }
         }
         for (; d < DV; d++) {
+            #pragma unroll
             for (int vi = 0; vi < BQV; vi++) {
                 float8 a = acc[d * BQV + vi] * alpha[vi];
 
@@ -194,6 +206,7 @@ __kernel void attn_tiled_cpu(__global const store_t *q, __global const store_t *
     }
 
     /* Normalize once, and write each row back where it came from. */
+    #pragma unroll
     for (int vi = 0; vi < BQV; vi++) {
         const float *lf = (const float *)&l[vi];
 

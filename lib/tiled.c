@@ -14,13 +14,13 @@ typedef struct tiled {
 } tiled;
 
 /* Tiles for the CPU shape: the measured sweet spot on PoCL is 16 rows
- * (two float8) by 16 keys; see bench/NOTES.md. */
+ * (two float8) by 32 keys; see bench/NOTES.md. */
 static clattn_status cpu_tiles(clattn_plan *plan, int *rows, int *keys)
 {
     const clattn_desc *d = &plan->desc;
 
     *rows = d->block_q ? d->block_q : 16;
-    *keys = d->block_k ? d->block_k : 16;
+    *keys = d->block_k ? d->block_k : 32;
     if (*rows % 8 || *rows > 64)
         return clattn__fail(plan->ctx, CLATTN_INVALID_ARGUMENT,
                             "desc.block_q is %d; the CPU shape needs a multiple of 8 "
