@@ -122,7 +122,12 @@ __kernel void attn_tiled_cpu(__global const store_t *q, __global const store_t *
         }
 
         /* Only tiles on the band's edges, or short ones, need masking. */
-        if (n < nc || (MASKED && (j0 < lo_max || j0 + n - 1 > hi_min))) {
+#if MASKED
+        const int edge = n < nc || j0 < lo_max || j0 + n - 1 > hi_min;
+#else
+        const int edge = n < nc;
+#endif
+        if (edge) {
             for (int c = 0; c < nc; c++) {
                 const int8 j = (int8)(j0 + c);
                 const int8 inside = (int8)(c < n ? -1 : 0);

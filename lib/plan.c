@@ -93,6 +93,12 @@ static clattn_status resolve(clattn_context *ctx, const clattn_desc *in, clattn_
         return clattn__fail(ctx, CLATTN_INVALID_SHAPE,
                             "desc.q_heads (%d) is not a multiple of desc.kv_heads (%d)",
                             d->q_heads, d->kv_heads);
+    /* Kernels number rows and work-groups with 32-bit integers. */
+    if ((long long)(d->q_heads / d->kv_heads) * d->q_len > CLATTN_MAX_LENGTH ||
+        (long long)d->batch * d->q_heads > INT32_MAX / 2)
+        return clattn__fail(ctx, CLATTN_INVALID_SHAPE,
+                            "desc.q_len * (q_heads / kv_heads) or desc.batch * q_heads "
+                            "exceeds the kernels' 32-bit row numbering");
     d->causal = d->causal != 0;
     d->want_lse = d->want_lse != 0;
     return CLATTN_OK;
