@@ -15,9 +15,6 @@ typedef struct naive {
     size_t sm_global, sm_local;
     cl_mem scores;
     cl_mem qf, kf, vf, of; /* fp32 copies, fp16 storage only */
-    size_t count;          /* GEMMs per batched call: batch * q_heads */
-    size_t *off_q, *off_k, *off_v, *off_o, *off_s;
-    float *alphas, *ones, *zeros;
 } naive;
 
 static void release_mem(cl_mem *m)
@@ -48,8 +45,6 @@ static void destroy(clattn_plan *plan)
     release_mem(&n->kf);
     release_mem(&n->vf);
     release_mem(&n->of);
-    free(n->off_q);
-    free(n->alphas);
     free(n);
     plan->impl = NULL;
 }
@@ -85,40 +80,6 @@ static clattn_status alloc_scores(clattn_plan *plan, naive *n)
                             "device's largest allocation (%llu bytes); use the tiled "
                             "variant", bytes, (unsigned long long)limit);
     return alloc(plan, &n->scores, (size_t)bytes, "score workspace");
-}
-
-static clattn_status offsets(clattn_plan *plan, naive *n)
-{
-    const clattn_desc *d = &plan->desc;
-    size_t c = (size_t)d->batch * d->q_heads;
-
-    n->count = c;
-    n->off_q = malloc(5 * c * sizeof(size_t));
-    n->alphas = malloc(3 * c * sizeof(float));
-    if (!n->off_q || !n->alphas)
-        return clattn__fail(plan->ctx, CLATTN_HOST_MEMORY, "out of host memory");
-    n->off_k = n->off_q + c;
-    n->off_v = n->off_k + c;
-    n->off_o = n->off_v + c;
-    n->off_s = n->off_o + c;
-    n->ones = n->alphas + c;
-    n->zeros = n->ones + c;
-
-    for (size_t b = 0; b < (size_t)d->batch; b++) {
-        for (size_t h = 0; h < (size_t)d->q_heads; h++) {
-            size_t i = b * d->q_heads + h, kvh = h / plan->group;
-
-            n->off_q[i] = b * plan->q_str.batch + h * plan->q_str.head;
-            n->off_k[i] = b * plan->k_str.batch + kvh * plan->k_str.head;
-            n->off_v[i] = b * plan->v_str.batch + kvh * plan->v_str.head;
-            n->off_o[i] = b * plan->o_str.batch + h * plan->o_str.head;
-            n->off_s[i] = i * d->q_len * d->kv_len;
-            n->alphas[i] = d->scale;
-            n->ones[i] = 1.0f;
-            n->zeros[i] = 0.0f;
-        }
-    }
-    return CLATTN_OK;
 }
 
 static clattn_status kernels(clattn_plan *plan, naive *n)
@@ -169,8 +130,7 @@ static clattn_status setup(clattn_plan *plan)
     if (!n)
         return clattn__fail(plan->ctx, CLATTN_HOST_MEMORY, "out of host memory");
     plan->impl = n;
-    if ((status = offsets(plan, n)) || (status = alloc_scores(plan, n)) ||
-        (status = kernels(plan, n)))
+    if ((status = alloc_scores(plan, n)) || (status = kernels(plan, n)))
         return status;
     if (plan->desc.dtype != CLATTN_F16)
         return CLATTN_OK;
@@ -227,6 +187,65 @@ static clattn_status softmax(clattn_plan *plan, naive *n, clattn_run_args *args)
     return CLATTN_OK;
 }
 
+/*
+ * The GEMMs run once per batch entry and key/value head, each a strided batch
+ * over the query heads that share that head, so GQA needs no copies. CLBlast's
+ * strided batch takes no offset arrays: its array-taking batched GEMM uploads
+ * them with a blocking write, which would stall on the caller's wait list.
+ */
+static clattn_status scores(clattn_plan *plan, naive *n, cl_mem q, cl_mem k,
+                            clattn_run_args *args)
+{
+    const clattn_desc *d = &plan->desc;
+    const size_t g = (size_t)plan->group, s_stride = (size_t)d->q_len * d->kv_len;
+    cl_command_queue queue = plan->ctx->queue;
+
+    for (size_t b = 0; b < (size_t)d->batch; b++) {
+        for (size_t h = 0; h < (size_t)d->kv_heads; h++) {
+            size_t first = b * d->q_heads + h * g;
+            cl_event event;
+            CLBlastStatusCode code = CLBlastSgemmStridedBatched(
+                CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes, d->q_len,
+                d->kv_len, d->head_dim, d->scale, q,
+                b * plan->q_str.batch + h * g * plan->q_str.head, plan->q_str.seq,
+                plan->q_str.head, k, b * plan->k_str.batch + h * plan->k_str.head,
+                plan->k_str.seq, 0, 0.0f, n->scores, first * s_stride, d->kv_len,
+                s_stride, g, &queue, &event);
+
+            if (code != CLBlastSuccess)
+                return blas_fail(plan, code, "GEMM of Q and K");
+            clattn__run_track(args, event);
+        }
+    }
+    return CLATTN_OK;
+}
+
+static clattn_status weigh(clattn_plan *plan, naive *n, cl_mem v, cl_mem o,
+                           clattn_run_args *args)
+{
+    const clattn_desc *d = &plan->desc;
+    const size_t g = (size_t)plan->group, s_stride = (size_t)d->q_len * d->kv_len;
+    cl_command_queue queue = plan->ctx->queue;
+
+    for (size_t b = 0; b < (size_t)d->batch; b++) {
+        for (size_t h = 0; h < (size_t)d->kv_heads; h++) {
+            size_t first = b * d->q_heads + h * g;
+            cl_event event;
+            CLBlastStatusCode code = CLBlastSgemmStridedBatched(
+                CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, d->q_len,
+                d->v_head_dim, d->kv_len, 1.0f, n->scores, first * s_stride, d->kv_len,
+                s_stride, v, b * plan->v_str.batch + h * plan->v_str.head, plan->v_str.seq,
+                0, 0.0f, o, b * plan->o_str.batch + h * g * plan->o_str.head,
+                plan->o_str.seq, plan->o_str.head, g, &queue, &event);
+
+            if (code != CLBlastSuccess)
+                return blas_fail(plan, code, "GEMM of P and V");
+            clattn__run_track(args, event);
+        }
+    }
+    return CLATTN_OK;
+}
+
 static clattn_status run(clattn_plan *plan, clattn_run_args *args)
 {
     naive *n = plan->impl;
@@ -235,10 +254,7 @@ static clattn_status run(clattn_plan *plan, clattn_run_args *args)
     const int f16 = d->dtype == CLATTN_F16;
     cl_mem q = f16 ? n->qf : args->q, k = f16 ? n->kf : args->k;
     cl_mem v = f16 ? n->vf : args->v, o = f16 ? n->of : args->o;
-    cl_command_queue queue = plan->ctx->queue;
-    CLBlastStatusCode code;
     clattn_status status;
-    cl_event event;
 
     if (f16 &&
         ((status = convert(plan, args, n->to_float, args->q, q, bytes[CLATTN_TENSOR_Q] / 2)) ||
@@ -246,26 +262,9 @@ static clattn_status run(clattn_plan *plan, clattn_run_args *args)
          (status = convert(plan, args, n->to_float, args->v, v, bytes[CLATTN_TENSOR_V] / 2))))
         return status;
 
-    code = CLBlastSgemmBatched(CLBlastLayoutRowMajor, CLBlastTransposeNo,
-                               CLBlastTransposeYes, d->q_len, d->kv_len, d->head_dim,
-                               n->alphas, q, n->off_q, plan->q_str.seq, k, n->off_k,
-                               plan->k_str.seq, n->zeros, n->scores, n->off_s, d->kv_len,
-                               n->count, &queue, &event);
-    if (code != CLBlastSuccess)
-        return blas_fail(plan, code, "GEMM of Q and K");
-    clattn__run_track(args, event);
-
-    if ((status = softmax(plan, n, args)))
+    if ((status = scores(plan, n, q, k, args)) || (status = softmax(plan, n, args)) ||
+        (status = weigh(plan, n, v, o, args)))
         return status;
-
-    code = CLBlastSgemmBatched(CLBlastLayoutRowMajor, CLBlastTransposeNo,
-                               CLBlastTransposeNo, d->q_len, d->v_head_dim, d->kv_len,
-                               n->ones, n->scores, n->off_s, d->kv_len, v, n->off_v,
-                               plan->v_str.seq, n->zeros, o, n->off_o, plan->o_str.seq,
-                               n->count, &queue, &event);
-    if (code != CLBlastSuccess)
-        return blas_fail(plan, code, "GEMM of P and V");
-    clattn__run_track(args, event);
 
     if (f16)
         return convert(plan, args, n->to_half, o, args->o, bytes[CLATTN_TENSOR_O] / 2);
