@@ -1,0 +1,639 @@
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "peak.h"
+#include "problem.h"
+
+#define MAX_PROBLEMS 3
+#define MAX_REPEAT 1000
+
+/* Problems small enough for the float64 reference to take seconds at most. */
+#define VERIFY_LIMIT 2147483648.0
+
+typedef struct bench_args {
+    const char *variant, *batch, *heads, *kv_heads, *q_len, *kv_len;
+    const char *head_dim, *v_head_dim, *window, *dtype, *layout, *shape;
+    const char *repeat, *device;
+    int causal, json, help;
+} bench_args;
+
+typedef struct bench_setup {
+    clattn_variant variants[2];
+    int variant_count;
+    int chosen; /* a variant was asked for: failing to plan it is an error */
+    int repeat, json;
+    uint64_t seed;
+    double gemm_gflops, peak_gflops; /* 0 when not measured */
+    char device[256];
+} bench_setup;
+
+/* The inputs of one problem on the device, and on the host when verified. */
+typedef struct bench_data {
+    problem p; /* empty unless verified */
+    int verified;
+    cl_mem q, k, v, o;
+    size_t o_bytes;
+} bench_data;
+
+typedef struct bench_result {
+    clattn_variant variant;
+    clattn_kernel_shape shape;
+    double median_ms, min_ms, error;
+} bench_result;
+
+/* Unmasked (query, key) pairs of one head, counted as the header defines masks. */
+static double mask_pairs(const clattn_desc *d)
+{
+    long long shift = (long long)d->kv_len - d->q_len;
+    long long total = 0;
+
+    for (long long i = 0; i < d->q_len; i++) {
+        long long row = i + shift, lo = 0, hi = d->kv_len - 1;
+
+        if (d->causal && row < hi)
+            hi = row;
+        if (d->window_left >= 0 && row - d->window_left > lo)
+            lo = row - d->window_left;
+        if (d->window_right >= 0 && row + d->window_right < hi)
+            hi = row + d->window_right;
+        if (hi >= lo)
+            total += hi - lo + 1;
+    }
+    return (double)total;
+}
+
+static double problem_flops(const clattn_desc *d)
+{
+    return 2.0 * d->batch * d->q_heads * (double)(d->head_dim + d->v_head_dim) *
+           mask_pairs(d);
+}
+
+static int verifiable(const clattn_desc *d)
+{
+    int dim = d->head_dim > d->v_head_dim ? d->head_dim : d->v_head_dim;
+
+    return (double)d->batch * d->q_heads * mask_pairs(d) * dim <= VERIFY_LIMIT;
+}
+
+static void describe_mask(const clattn_desc *d, char *text, size_t size)
+{
+    int n = snprintf(text, size, "%s", d->causal ? "causal" : "");
+
+    if (d->window_left >= 0 || d->window_right >= 0)
+        snprintf(text + n, size - (size_t)n, "%swindow %d,%d", d->causal ? " " : "",
+                 d->window_left, d->window_right);
+    else if (!d->causal)
+        snprintf(text, size, "no mask");
+}
+
+static void describe_problem(const clattn_desc *d, char *text, size_t size)
+{
+    char mask[64];
+
+    describe_mask(d, mask, sizeof mask);
+    snprintf(text, size, "B=%d Hq=%d Hkv=%d Lq=%d Lk=%d D=%d Dv=%d %s %s %s", d->batch,
+             d->q_heads, d->kv_heads, d->q_len, d->kv_len, d->head_dim, d->v_head_dim,
+             d->dtype == CLATTN_F16 ? "f16" : "f32",
+             d->layout == CLATTN_LAYOUT_BSHD ? "bshd" : "bhsd", mask);
+}
+
+/* Notes a slow step on stderr, so that stdout stays clean for results. */
+static void progress(const char *format, ...)
+{
+    va_list args;
+
+    fputs("clattn: ", stderr);
+    va_start(args, format);
+    vfprintf(stderr, format, args);
+    va_end(args);
+    fputs("\n", stderr);
+    fflush(stderr);
+}
+
+static uint64_t next_random(uint64_t *state)
+{
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    return *state;
+}
+
+/* Inputs for problems too large for the reference: any values in [-1, 1). */
+static void *random_storage(size_t bytes, clattn_dtype dtype, uint64_t *state)
+{
+    size_t count = bytes / (dtype == CLATTN_F16 ? 2 : 4);
+    void *data = malloc(bytes > 0 ? bytes : 1);
+
+    for (size_t i = 0; data != NULL && i < count; i++) {
+        float x = (float)(next_random(state) >> 40) / (float)(1 << 23) - 1.0f;
+
+        if (dtype == CLATTN_F16)
+            ((uint16_t *)data)[i] = problem_float_to_half(x);
+        else
+            ((float *)data)[i] = x;
+    }
+    return data;
+}
+
+static cl_mem upload(clattn_context *ctx, const void *host, size_t bytes, cl_int *err)
+{
+    return clCreateBuffer(clattn_context_cl_context(ctx),
+                          CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, bytes, (void *)host,
+                          err);
+}
+
+static int upload_inputs(clattn_context *ctx, bench_data *b, const void *const host[3],
+                         const size_t bytes[3])
+{
+    cl_int err = CL_SUCCESS;
+
+    b->q = upload(ctx, host[0], bytes[0], &err);
+    if (err == CL_SUCCESS)
+        b->k = upload(ctx, host[1], bytes[1], &err);
+    if (err == CL_SUCCESS)
+        b->v = upload(ctx, host[2], bytes[2], &err);
+    if (err == CL_SUCCESS)
+        b->o = clCreateBuffer(clattn_context_cl_context(ctx), CL_MEM_READ_WRITE,
+                              b->o_bytes, NULL, &err);
+    if (err != CL_SUCCESS)
+        return cli_error("bench: could not allocate device buffers (OpenCL error %d)",
+                         (int)err);
+    return 0;
+}
+
+static int prepare_random(clattn_context *ctx, const clattn_desc *d, uint64_t seed,
+                          bench_data *b)
+{
+    const clattn_tensor tensors[3] = {CLATTN_TENSOR_Q, CLATTN_TENSOR_K, CLATTN_TENSOR_V};
+    size_t bytes[3];
+    void *host[3] = {NULL, NULL, NULL};
+    uint64_t state = seed | 1;
+    int rc = 0;
+
+    for (int i = 0; i < 3 && rc == 0; i++) {
+        if (clattn_tensor_bytes(d, tensors[i], &bytes[i]) != CLATTN_OK)
+            rc = cli_error("bench: the problem is too large");
+        else if ((host[i] = random_storage(bytes[i], d->dtype, &state)) == NULL)
+            rc = cli_error("bench: out of host memory");
+    }
+    if (rc == 0)
+        rc = upload_inputs(ctx, b, (const void *const *)host, bytes);
+
+    for (int i = 0; i < 3; i++)
+        free(host[i]);
+    return rc;
+}
+
+static int prepare(clattn_context *ctx, const clattn_desc *d, const bench_setup *s,
+                   bench_data *b)
+{
+    const void *host[3];
+    size_t bytes[3];
+    char text[256];
+
+    if (clattn_tensor_bytes(d, CLATTN_TENSOR_O, &b->o_bytes) != CLATTN_OK)
+        return cli_error("bench: the problem is too large");
+    if (!b->verified)
+        return prepare_random(ctx, d, s->seed, b);
+
+    describe_problem(d, text, sizeof text);
+    progress("computing the float64 reference for %s...", text);
+    if (problem_init(&b->p, d, s->seed) != 0)
+        return cli_error("bench: out of host memory for the reference");
+
+    host[0] = b->p.q;
+    host[1] = b->p.k;
+    host[2] = b->p.v;
+    bytes[0] = b->p.q_count * b->p.elem_size;
+    bytes[1] = b->p.k_count * b->p.elem_size;
+    bytes[2] = b->p.v_count * b->p.elem_size;
+    return upload_inputs(ctx, b, host, bytes);
+}
+
+static void release(bench_data *b)
+{
+    cl_mem mem[4] = {b->q, b->k, b->v, b->o};
+
+    for (int i = 0; i < 4; i++) {
+        if (mem[i] != NULL)
+            clReleaseMemObject(mem[i]);
+    }
+    problem_free(&b->p);
+    memset(b, 0, sizeof *b);
+}
+
+/* Checks the warm-up run's output against the reference. */
+static int verify(clattn_context *ctx, const bench_setup *s, const bench_data *b,
+                  bench_result *r)
+{
+    void *o = malloc(b->o_bytes);
+    cl_int err;
+
+    if (o == NULL)
+        return cli_error("bench: out of host memory");
+    err = clEnqueueReadBuffer(clattn_context_queue(ctx), b->o, CL_TRUE, 0, b->o_bytes, o,
+                              0, NULL, NULL);
+    r->error = err == CL_SUCCESS ? problem_output_error(&b->p, o) : INFINITY;
+    free(o);
+
+    if (err != CL_SUCCESS)
+        return cli_error("bench: reading the output failed (OpenCL error %d)", (int)err);
+    if (!(r->error <= problem_tolerance(&b->p)))
+        return cli_error("bench: %s: relative error %.3g exceeds the tolerance %.1g "
+                         "(replay with CLATTN_TEST_SEED=%llu)",
+                         cli_variant_name(r->variant), r->error, problem_tolerance(&b->p),
+                         (unsigned long long)s->seed);
+    return 0;
+}
+
+/* Fills the output with NaN so that a run that writes nothing cannot pass. */
+static cl_int poison(clattn_context *ctx, const clattn_desc *d, const bench_data *b)
+{
+    const cl_uint nan32 = 0x7fc00000u;
+    const cl_ushort nan16 = 0x7e00u;
+    int half = d->dtype == CLATTN_F16;
+
+    return clEnqueueFillBuffer(clattn_context_queue(ctx), b->o,
+                               half ? (const void *)&nan16 : (const void *)&nan32,
+                               half ? sizeof nan16 : sizeof nan32, 0, b->o_bytes, 0, NULL,
+                               NULL);
+}
+
+static clattn_status time_runs(clattn_plan *plan, const bench_setup *s,
+                               const bench_data *b, bench_result *r)
+{
+    double *times = malloc((size_t)s->repeat * sizeof *times);
+    clattn_status status = CLATTN_OK;
+
+    if (times == NULL)
+        return CLATTN_HOST_MEMORY;
+    for (int i = 0; i < s->repeat && status == CLATTN_OK; i++)
+        status = clattn_plan_run_timed(plan, b->q, b->k, b->v, b->o, NULL, &times[i]);
+
+    if (status == CLATTN_OK) {
+        r->median_ms = cli_median(times, s->repeat);
+        r->min_ms = times[0];
+    }
+    free(times);
+    return status;
+}
+
+/* Warms up (and verifies) the plan, then times it. */
+static int measure(clattn_context *ctx, clattn_plan *plan, const clattn_desc *d,
+                   const bench_setup *s, const bench_data *b, bench_result *r)
+{
+    clattn_status status;
+    double ms;
+
+    r->variant = clattn_plan_variant(plan);
+    r->shape = clattn_plan_kernel_shape(plan);
+    r->error = NAN;
+
+    if (poison(ctx, d, b) != CL_SUCCESS)
+        return cli_error("bench: clEnqueueFillBuffer failed");
+    status = clattn_plan_run_timed(plan, b->q, b->k, b->v, b->o, NULL, &ms);
+    if (status != CLATTN_OK)
+        return cli_library_error(status, ctx);
+    if (b->verified && verify(ctx, s, b, r) != 0)
+        return CLI_FAILED;
+
+    status = time_runs(plan, s, b, r);
+    if (status != CLATTN_OK)
+        return cli_library_error(status, ctx);
+    return 0;
+}
+
+static void json_string(const char *key, const char *value)
+{
+    printf("\"%s\": \"", key);
+    for (const unsigned char *p = (const unsigned char *)value; *p != '\0'; p++) {
+        if (*p == '"' || *p == '\\')
+            printf("\\%c", *p);
+        else if (*p < 0x20)
+            printf("\\u%04x", *p);
+        else
+            putchar(*p);
+    }
+    printf("\", ");
+}
+
+static void json_number(const char *key, double value, const char *after)
+{
+    if (isfinite(value))
+        printf("\"%s\": %.6g%s", key, value, after);
+    else
+        printf("\"%s\": null%s", key, after);
+}
+
+static void print_json(const clattn_desc *d, const bench_setup *s, const bench_data *b,
+                       const bench_result *r, double gflops)
+{
+    putchar('{');
+    json_string("variant", cli_variant_name(r->variant));
+    json_string("kernel_shape", cli_kernel_shape_name(r->shape));
+    printf("\"batch\": %d, \"q_heads\": %d, \"kv_heads\": %d, \"q_len\": %d, "
+           "\"kv_len\": %d, \"head_dim\": %d, \"v_head_dim\": %d, ",
+           d->batch, d->q_heads, d->kv_heads, d->q_len, d->kv_len, d->head_dim,
+           d->v_head_dim);
+    json_string("dtype", d->dtype == CLATTN_F16 ? "f16" : "f32");
+    json_string("layout", d->layout == CLATTN_LAYOUT_BSHD ? "bshd" : "bhsd");
+    printf("\"causal\": %s, \"window_left\": %d, \"window_right\": %d, \"repeat\": %d, ",
+           d->causal ? "true" : "false", d->window_left, d->window_right, s->repeat);
+    json_number("median_ms", r->median_ms, ", ");
+    json_number("min_ms", r->min_ms, ", ");
+    json_number("gflops", gflops, ", ");
+    json_number("gemm_gflops", s->gemm_gflops > 0 ? s->gemm_gflops : NAN, ", ");
+    json_number("peak_gflops", s->peak_gflops > 0 ? s->peak_gflops : NAN, ", ");
+    json_number("gemm_ratio", gflops / s->gemm_gflops, ", ");
+    json_number("peak_ratio", gflops / s->peak_gflops, ", ");
+    printf("\"verified\": %s, ", b->verified ? "true" : "false");
+    json_number("error", r->error, ", ");
+    printf("\"seed\": %llu, ", (unsigned long long)s->seed);
+    json_string("device", s->device);
+    printf("\"version\": \"%s\"}\n", clattn_version());
+}
+
+static void print_ratio(double gflops, double yardstick)
+{
+    if (yardstick > 0)
+        printf(" %8.3f", gflops / yardstick);
+    else
+        printf(" %8s", "-");
+}
+
+static void print_result(const clattn_desc *d, const bench_setup *s, const bench_data *b,
+                         const bench_result *r)
+{
+    double gflops = problem_flops(d) / (r->median_ms * 1e6);
+
+    if (s->json) {
+        print_json(d, s, b, r, gflops);
+    } else {
+        printf("  %-7s %-5s %10.3f %10.1f", cli_variant_name(r->variant),
+               cli_kernel_shape_name(r->shape), r->median_ms, gflops);
+        print_ratio(gflops, s->gemm_gflops);
+        print_ratio(gflops, s->peak_gflops);
+        putchar('\n');
+    }
+    fflush(stdout);
+}
+
+static int bench_variant(clattn_context *ctx, clattn_desc d, clattn_variant variant,
+                         const bench_setup *s, const bench_data *b)
+{
+    clattn_plan *plan = NULL;
+    clattn_status status;
+    bench_result r;
+    int rc;
+
+    d.variant = variant;
+    progress("planning %s (compiles kernels unless cached)...",
+             cli_variant_name(variant));
+    status = clattn_plan_create(&plan, ctx, &d);
+    if (status == CLATTN_UNSUPPORTED && !s->chosen) {
+        fprintf(stderr, "clattn: %s does not apply: %s\n", cli_variant_name(variant),
+                clattn_context_message(ctx));
+        return 0;
+    }
+    if (status != CLATTN_OK)
+        return cli_library_error(status, ctx);
+
+    memset(&r, 0, sizeof r);
+    rc = measure(ctx, plan, &d, s, b, &r);
+    if (rc == 0)
+        print_result(&d, s, b, &r);
+    clattn_plan_destroy(plan);
+    return rc;
+}
+
+static int bench_problem(clattn_context *ctx, const clattn_desc *d, int always_verify,
+                         const bench_setup *s)
+{
+    bench_data b;
+    char text[256];
+    int rc;
+
+    memset(&b, 0, sizeof b);
+    b.verified = always_verify || verifiable(d);
+    rc = prepare(ctx, d, s, &b);
+
+    if (rc == 0 && !s->json) {
+        describe_problem(d, text, sizeof text);
+        printf("\n%s (%s)\n", text,
+               b.verified ? "verified" : "not verified: too large for the reference");
+        printf("  %-7s %-5s %10s %10s %8s %8s\n", "variant", "shape", "median ms",
+               "GFLOP/s", "x GEMM", "of peak");
+    }
+    for (int i = 0; rc == 0 && i < s->variant_count; i++)
+        rc = bench_variant(ctx, *d, s->variants[i], s, &b);
+
+    release(&b);
+    return rc;
+}
+
+static int parse_args(int argc, char **argv, bench_args *a)
+{
+    const cli_option options[] = {
+        {"--variant", NULL, &a->variant, NULL},
+        {"--batch", NULL, &a->batch, NULL},
+        {"--heads", NULL, &a->heads, NULL},
+        {"--kv-heads", NULL, &a->kv_heads, NULL},
+        {"--q-len", NULL, &a->q_len, NULL},
+        {"--kv-len", NULL, &a->kv_len, NULL},
+        {"--head-dim", NULL, &a->head_dim, NULL},
+        {"--v-head-dim", NULL, &a->v_head_dim, NULL},
+        {"--causal", NULL, NULL, &a->causal},
+        {"--window", NULL, &a->window, NULL},
+        {"--dtype", NULL, &a->dtype, NULL},
+        {"--layout", NULL, &a->layout, NULL},
+        {"--shape", NULL, &a->shape, NULL},
+        {"--repeat", NULL, &a->repeat, NULL},
+        {"--json", NULL, NULL, &a->json},
+        {"--device", NULL, &a->device, NULL},
+        {"--help", "-h", NULL, &a->help},
+    };
+
+    memset(a, 0, sizeof *a);
+    return cli_parse("bench", argc, argv, options, sizeof options / sizeof options[0]);
+}
+
+static int parse_size(const char *name, const char *text, int fallback, int *out)
+{
+    if (text == NULL) {
+        *out = fallback;
+        return 0;
+    }
+    return cli_int("bench", name, text, 1, INT_MAX, out);
+}
+
+/* The problem the options describe; sizes left out take the defaults. */
+static int custom_problem(const bench_args *a, clattn_desc *d)
+{
+    if (parse_size("--batch", a->batch, 1, &d->batch) ||
+        parse_size("--heads", a->heads, 8, &d->q_heads) ||
+        parse_size("--kv-heads", a->kv_heads, d->q_heads, &d->kv_heads) ||
+        parse_size("--q-len", a->q_len, 1024, &d->q_len) ||
+        parse_size("--kv-len", a->kv_len, d->q_len, &d->kv_len) ||
+        parse_size("--head-dim", a->head_dim, 64, &d->head_dim) ||
+        parse_size("--v-head-dim", a->v_head_dim, d->head_dim, &d->v_head_dim))
+        return CLI_USAGE;
+
+    d->causal = a->causal;
+    if (a->window != NULL &&
+        cli_window("bench", a->window, &d->window_left, &d->window_right) != 0)
+        return CLI_USAGE;
+    return 0;
+}
+
+static int has_problem_options(const bench_args *a)
+{
+    const char *sizes[] = {a->batch,  a->heads,    a->kv_heads,   a->q_len,
+                           a->kv_len, a->head_dim, a->v_head_dim, a->window};
+
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        if (sizes[i] != NULL)
+            return 1;
+    }
+    return a->causal;
+}
+
+/* The default set: a short and a long sequence, with and without causality. */
+static int default_problems(const clattn_desc *base, clattn_desc *list)
+{
+    const int lens[MAX_PROBLEMS] = {1024, 1024, 4096};
+    const int causal[MAX_PROBLEMS] = {0, 1, 1};
+
+    for (int i = 0; i < MAX_PROBLEMS; i++) {
+        list[i] = *base;
+        list[i].batch = 1;
+        list[i].q_heads = list[i].kv_heads = 8;
+        list[i].q_len = list[i].kv_len = lens[i];
+        list[i].head_dim = list[i].v_head_dim = 64;
+        list[i].causal = causal[i];
+    }
+    return MAX_PROBLEMS;
+}
+
+static int parse_common(const bench_args *a, clattn_desc *base, bench_setup *s)
+{
+    clattn_variant variant = CLATTN_VARIANT_AUTO;
+
+    if (a->dtype != NULL && strcmp(a->dtype, "f32") != 0 && strcmp(a->dtype, "f16") != 0)
+        return cli_usage_error("bench", "--dtype: expected f32 or f16, got '%s'",
+                               a->dtype);
+    base->dtype =
+        a->dtype != NULL && strcmp(a->dtype, "f16") == 0 ? CLATTN_F16 : CLATTN_F32;
+    if ((a->layout != NULL && cli_layout("bench", a->layout, &base->layout) != 0) ||
+        (a->shape != NULL && cli_kernel_shape("bench", a->shape, &base->kernel_shape)) ||
+        (a->variant != NULL && cli_variant("bench", a->variant, &variant) != 0))
+        return CLI_USAGE;
+
+    s->repeat = 5;
+    if (a->repeat != NULL &&
+        cli_int("bench", "--repeat", a->repeat, 1, MAX_REPEAT, &s->repeat) != 0)
+        return CLI_USAGE;
+
+    s->chosen = a->variant != NULL;
+    s->variants[0] = s->chosen ? variant : CLATTN_VARIANT_NAIVE;
+    s->variants[1] = CLATTN_VARIANT_TILED;
+    s->variant_count = s->chosen ? 1 : 2;
+    s->json = a->json;
+    return 0;
+}
+
+static void measure_yardsticks(clattn_context *ctx, bench_setup *s)
+{
+    cl_device_id device = clattn_context_device(ctx);
+
+    clGetDeviceInfo(device, CL_DEVICE_NAME, sizeof s->device - 1, s->device, NULL);
+
+    progress("timing CLBlast SGEMM %d (its first use compiles its kernels)...",
+             GEMM_SIZE);
+    if (peak_gemm_gflops(ctx, &s->gemm_gflops) != 0)
+        s->gemm_gflops = 0.0;
+    progress("timing the FMA peak...");
+    if (peak_fma_gflops(ctx, &s->peak_gflops) != 0)
+        s->peak_gflops = 0.0;
+
+    if (!s->json) {
+        printf("device: %s\n", s->device);
+        printf("CLBlast SGEMM %d: %.1f GFLOP/s, FMA peak: %.1f GFLOP/s\n", GEMM_SIZE,
+               s->gemm_gflops, s->peak_gflops);
+    }
+}
+
+/* Refuses bad sizes before the slow yardsticks; the plan checks the rest. */
+static int check_problems(const clattn_desc *list, int count)
+{
+    for (int i = 0; i < count; i++) {
+        for (int t = CLATTN_TENSOR_Q; t <= CLATTN_TENSOR_O; t++) {
+            size_t bytes;
+            clattn_status status =
+                clattn_tensor_bytes(&list[i], (clattn_tensor)t, &bytes);
+
+            if (status != CLATTN_OK)
+                return cli_error("bench: %s: %s", clattn_status_name(status),
+                                 clattn_status_text(status));
+        }
+    }
+    return 0;
+}
+
+static int run_problems(const char *device, const clattn_desc *list, int count,
+                        int always_verify, bench_setup *s)
+{
+    clattn_context *ctx = NULL;
+    int rc;
+
+    if (cli_open_context(device, &ctx) != 0)
+        return CLI_FAILED;
+
+    measure_yardsticks(ctx, s);
+    rc = 0;
+    for (int i = 0; i < count && rc == 0; i++)
+        rc = bench_problem(ctx, &list[i], always_verify, s);
+
+    clattn_context_destroy(ctx);
+    return rc;
+}
+
+int cli_bench(int argc, char **argv)
+{
+    bench_args a;
+    bench_setup s;
+    clattn_desc base, list[MAX_PROBLEMS];
+    int count = 1;
+    int custom;
+    int rc = parse_args(argc, argv, &a);
+
+    if (rc != 0 || a.help) {
+        if (a.help)
+            cli_print_usage();
+        return rc;
+    }
+
+    memset(&s, 0, sizeof s);
+    clattn_desc_init(&base);
+    rc = parse_common(&a, &base, &s);
+    if (rc != 0)
+        return rc;
+
+    custom = has_problem_options(&a);
+    list[0] = base;
+    if (custom)
+        rc = custom_problem(&a, &list[0]);
+    else
+        count = default_problems(&base, list);
+    if (rc != 0)
+        return rc;
+
+    if (check_problems(list, count) != 0)
+        return CLI_FAILED;
+    s.seed = problem_seed_from_env();
+    return run_problems(a.device, list, count, !custom, &s);
+}

@@ -1,0 +1,80 @@
+/*
+ * clattn: lists OpenCL devices, runs attention on .npy files and benchmarks
+ * the library's variants.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const char usage[] =
+    "usage: clattn COMMAND [OPTIONS]\n"
+    "\n"
+    "Commands:\n"
+    "  devices               list OpenCL platforms and devices with their index\n"
+    "  run                   compute attention on .npy files\n"
+    "  bench                 time the variants on random inputs\n"
+    "  help, --help          show this text\n"
+    "  --version             show the library version\n"
+    "\n"
+    "clattn run -q Q.npy -k K.npy -v V.npy -o O.npy [options]\n"
+    "  Inputs are float32 ('<f4') or float16 ('<f2') arrays of rank 4 in C order:\n"
+    "  bhsd: Q [B,Hq,Lq,D], K [B,Hkv,Lk,D], V [B,Hkv,Lk,Dv]; bshd: [B,L,H,D].\n"
+    "  O has the inputs' dtype and layout.\n"
+    "  --variant auto|naive|tiled   (default auto)\n"
+    "  --causal                     causal mask, aligned bottom-right\n"
+    "  --window LEFT,RIGHT          sliding window; -1 leaves a side unbounded\n"
+    "  --scale S                    (default 1/sqrt(D))\n"
+    "  --layout bhsd|bshd           (default bhsd)\n"
+    "  --lse LSE.npy                also write the log-sum-exp [B,Hq,Lq], float32\n"
+    "  --device SPEC                index, cpu, gpu or part of a device name\n"
+    "  --shape auto|cpu|gpu         kernel shape (default auto: by device type)\n"
+    "\n"
+    "clattn bench [options]\n"
+    "  Without problem options, verifies and times a default set of problems.\n"
+    "  --variant auto|naive|tiled   (default: every variant that applies)\n"
+    "  --batch B --heads H --kv-heads H --q-len N --kv-len N\n"
+    "  --head-dim D --v-head-dim D --causal --window LEFT,RIGHT\n"
+    "                               problem options (defaults 1, 8, H, 1024, N,\n"
+    "                               64, D, no mask)\n"
+    "  --dtype f32|f16  --layout bhsd|bshd  --shape auto|cpu|gpu\n"
+    "  --repeat R                   timed runs per variant (default 5)\n"
+    "  --json                       one JSON object per line and result\n"
+    "  --device SPEC\n"
+    "\n"
+    "clattn devices\n"
+    "\n"
+    "Environment: CLATTN_DEVICE, CLATTN_CACHE_DIR, CLATTN_DISABLE_CACHE,\n"
+    "CLATTN_TEST_SEED (bench inputs).\n"
+    "Exit status: 0 success, 1 failure, 2 bad command line.\n";
+
+void cli_print_usage(void)
+{
+    fputs(usage, stdout);
+}
+
+int main(int argc, char **argv)
+{
+    const char *command = argc > 1 ? argv[1] : NULL;
+
+    if (command == NULL)
+        return cli_usage_error(NULL, "missing command");
+
+    if (strcmp(command, "help") == 0 || strcmp(command, "--help") == 0 ||
+        strcmp(command, "-h") == 0) {
+        cli_print_usage();
+        return 0;
+    }
+    if (strcmp(command, "--version") == 0) {
+        printf("clattn %s\n", clattn_version());
+        return 0;
+    }
+
+    if (strcmp(command, "devices") == 0)
+        return cli_devices(argc - 2, argv + 2);
+    if (strcmp(command, "run") == 0)
+        return cli_run(argc - 2, argv + 2);
+    if (strcmp(command, "bench") == 0)
+        return cli_bench(argc - 2, argv + 2);
+    return cli_usage_error(NULL, "unknown command '%s'", command);
+}

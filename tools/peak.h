@@ -1,0 +1,25 @@
+/*
+ * Two yardsticks for `clattn bench`: the device's SGEMM rate through CLBlast
+ * and its FMA peak through a small kernel of our own.
+ */
+#ifndef CLATTN_PEAK_H
+#define CLATTN_PEAK_H
+
+#include "clattn.h"
+
+/* The size of the square SGEMM that gives the GEMM rate. */
+#define GEMM_SIZE 1024
+
+/* The median rate of a square CLBlast SGEMM in GFLOP/s. Returns 0 or 1. */
+int peak_gemm_gflops(clattn_context *ctx, double *gflops);
+
+/* The rate of independent float8 multiply-add chains. Returns 0 or 1. */
+int peak_fma_gflops(clattn_context *ctx, double *gflops);
+
+/*
+ * Device milliseconds between the start of first and the end of last, both
+ * finished events on a profiling queue; negative when either lacks times.
+ */
+double peak_event_ms(cl_event first, cl_event last);
+
+#endif /* CLATTN_PEAK_H */
