@@ -96,6 +96,12 @@ CLATTN_API const char *clattn_status_text(clattn_status status);
 
 /*
  * Context.
+ *
+ * Threads: plans of one context may be created from several threads at once
+ * (the program cache is locked). A plan is run from one thread at a time;
+ * different plans of a context may run from different threads, since they
+ * share only the context's in-order queue, which OpenCL makes thread-safe.
+ * The per-context message belongs to whichever call failed last.
  */
 typedef struct clattn_context clattn_context;
 
@@ -210,8 +216,8 @@ typedef enum clattn_kernel_shape {
 } clattn_kernel_shape;
 
 typedef struct clattn_desc {
-    int batch;      /**< default 1 */
-    int q_heads;    /**< default 1 */
+    int batch;      /**< 1..65536, default 1 */
+    int q_heads;    /**< 1..65536, default 1 */
     int kv_heads;   /**< 0 (default): same as q_heads; must divide q_heads */
     int q_len;      /**< queries per head, 1..2^29; required */
     int kv_len;     /**< keys per head, 1..2^29; 0 (default): same as q_len */
@@ -226,7 +232,12 @@ typedef struct clattn_desc {
     int want_lse;     /**< non-zero: runs write the log-sum-exp */
     clattn_variant variant;
     clattn_kernel_shape kernel_shape;
-    /** Tile overrides; 0 picks the device's default. */
+    /**
+     * Tile overrides; 0 picks the device's default. The CPU shape takes
+     * block_q as a multiple of 8 up to 64 and block_k as a multiple of 4 up
+     * to 256; the GPU shape takes block_q up to the device's work-group size
+     * and block_k up to 256 whose K/V tiles fit in local memory.
+     */
     int block_q; /**< query rows per work-item (CPU) or work-group (GPU) */
     int block_k; /**< keys per tile */
 } clattn_desc;
@@ -264,9 +275,13 @@ typedef struct clattn_plan clattn_plan;
  * arguments: plans that differ only in batch, heads or lengths share compiled
  * programs, so a decode loop that makes a plan per step never recompiles.
  *
- * Returns OK, INVALID_ARGUMENT, INVALID_SHAPE, UNSUPPORTED, DEVICE_MEMORY,
- * HOST_MEMORY, BUILD_FAILED or OPENCL_ERROR; clattn_context_message() has
- * the detail (with the build log for BUILD_FAILED).
+ * Returns OK; INVALID_ARGUMENT for a field out of range; INVALID_SHAPE when
+ * kv_heads does not divide q_heads or sizes overflow; UNSUPPORTED,
+ * DEVICE_MEMORY (the naive variant's score workspace, B*Hq*Lq*Lk floats, is
+ * refused up front when it exceeds the device's largest allocation),
+ * HOST_MEMORY, BUILD_FAILED or OPENCL_ERROR. clattn_context_message() has the
+ * detail, naming the field (and the build log for BUILD_FAILED). On failure
+ * *out is NULL.
  */
 CLATTN_API clattn_status clattn_plan_create(clattn_plan **out, clattn_context *ctx,
                                             const clattn_desc *desc);
@@ -289,9 +304,8 @@ CLATTN_API size_t clattn_plan_workspace_bytes(const clattn_plan *plan);
  * required when the descriptor asked for it and ignored otherwise. The run
  * waits for wait_list and, when event is not NULL, returns an event that
  * completes with the run. Buffers smaller than the problem are refused
- * (BUFFER_TOO_SMALL). o and lse must not alias the inputs.
- *
- * A plan may be run from one thread at a time.
+ * (BUFFER_TOO_SMALL); o or lse aliasing an input or each other is refused
+ * (INVALID_ARGUMENT).
  */
 CLATTN_API clattn_status clattn_plan_run(clattn_plan *plan, cl_mem q, cl_mem k, cl_mem v,
                                          cl_mem o, cl_mem lse, cl_uint num_wait,

@@ -344,6 +344,10 @@ static clattn_status run(clattn_plan *plan, clattn_run_args *args)
         return status;
     if (args->o == args->q || args->o == args->k || args->o == args->v)
         return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT, "o aliases an input buffer");
+    if (plan->desc.want_lse && (args->lse == args->q || args->lse == args->k ||
+                                args->lse == args->v || args->lse == args->o))
+        return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT,
+                            "lse aliases another buffer of the run");
     if (!plan->desc.want_lse)
         args->lse = plan->dummy;
     if ((args->num_wait > 0) != (args->wait_list != NULL))

@@ -429,6 +429,39 @@ static void buffers_too_small(void **state)
     fixture_free(&f);
 }
 
+/* Outputs that overlap an input, or each other, would be corrupted mid-run. */
+static void aliased_outputs(void **state)
+{
+    cl_context cl_ctx = clattn_context_cl_context(harness_ctx);
+    size_t biggest = 0;
+    cl_mem big;
+    cl_int err;
+    fixture f;
+
+    (void)state;
+    fixture_make(&f, harness_ctx, 1);
+    for (int t = 0; t < 5; t++)
+        biggest = f.bytes[t] > biggest ? f.bytes[t] : biggest;
+    big = clCreateBuffer(cl_ctx, CL_MEM_READ_WRITE, biggest, NULL, &err);
+    assert_int_equal(err, CL_SUCCESS);
+
+    for (int in = 0; in < 3; in++) {
+        cl_mem mem[5];
+
+        memcpy(mem, f.mem, sizeof(mem));
+        mem[in] = mem[CLATTN_TENSOR_O] = big;
+        EXPECT_STATUS(harness_ctx, run_with(&f, mem), CLATTN_INVALID_ARGUMENT);
+        expect_message_names(harness_ctx, "o");
+
+        memcpy(mem, f.mem, sizeof(mem));
+        mem[in] = mem[CLATTN_TENSOR_LSE] = big;
+        EXPECT_STATUS(harness_ctx, run_with(&f, mem), CLATTN_INVALID_ARGUMENT);
+        expect_message_names(harness_ctx, "lse");
+    }
+    clReleaseMemObject(big);
+    fixture_free(&f);
+}
+
 static void missing_buffers(void **state)
 {
     float *o;
@@ -646,6 +679,7 @@ int main(void)
         cmocka_unit_test(naive_workspace_too_large),
         cmocka_unit_test(null_handles),
         cmocka_unit_test(buffers_too_small),
+        cmocka_unit_test(aliased_outputs),
         cmocka_unit_test(missing_buffers),
         cmocka_unit_test(fresh_context_has_no_message),
         cmocka_unit_test(no_such_device),
