@@ -68,18 +68,18 @@ CLATTN_API const char *clattn_version(void);
 /*
  * Status codes. One list generates the enum, the names and the texts.
  */
-#define CLATTN_STATUS_LIST(X)                                                     \
-    X(OK, 0, "success")                                                          \
-    X(INVALID_ARGUMENT, -1, "an argument is missing or out of range")            \
-    X(INVALID_SHAPE, -2, "the problem's sizes are inconsistent or too large")    \
-    X(BUFFER_TOO_SMALL, -3, "a buffer is smaller than the problem needs")        \
-    X(UNSUPPORTED, -4, "the device or variant does not support this problem")    \
-    X(NO_DEVICE, -5, "no OpenCL device matches")                                 \
-    X(HOST_MEMORY, -6, "a host allocation failed")                               \
-    X(DEVICE_MEMORY, -7, "the device could not allocate enough memory")          \
-    X(BUILD_FAILED, -8, "an OpenCL program failed to build")                     \
-    X(OPENCL_ERROR, -9, "an OpenCL call failed")                                 \
-    X(BLAS_ERROR, -10, "a CLBlast call failed")                                  \
+#define CLATTN_STATUS_LIST(X)                                                            \
+    X(OK, 0, "success")                                                                  \
+    X(INVALID_ARGUMENT, -1, "an argument is missing or out of range")                    \
+    X(INVALID_SHAPE, -2, "the problem's sizes are inconsistent or too large")            \
+    X(BUFFER_TOO_SMALL, -3, "a buffer is smaller than the problem needs")                \
+    X(UNSUPPORTED, -4, "the device or variant does not support this problem")            \
+    X(NO_DEVICE, -5, "no OpenCL device matches")                                         \
+    X(HOST_MEMORY, -6, "a host allocation failed")                                       \
+    X(DEVICE_MEMORY, -7, "the device could not allocate enough memory")                  \
+    X(BUILD_FAILED, -8, "an OpenCL program failed to build")                             \
+    X(OPENCL_ERROR, -9, "an OpenCL call failed")                                         \
+    X(BLAS_ERROR, -10, "a CLBlast call failed")                                          \
     X(IO_ERROR, -11, "a file could not be read or written")
 
 typedef enum clattn_status {
@@ -182,13 +182,14 @@ CLATTN_API cl_command_queue clattn_context_queue(const clattn_context *ctx);
 
 /** Counters of the program cache, for tools and tests. */
 typedef struct clattn_stats {
-    uint64_t programs_compiled;   /**< built from source */
-    uint64_t programs_from_disk;  /**< built from a cached binary */
-    uint64_t programs_from_memory; /**< found already built in this context */
+    uint64_t programs_compiled;     /**< built from source */
+    uint64_t programs_from_disk;    /**< built from a cached binary */
+    uint64_t programs_from_memory;  /**< found already built in this context */
     uint64_t disk_entries_rejected; /**< corrupt or stale cache files ignored */
 } clattn_stats;
 
-CLATTN_API clattn_status clattn_context_stats(const clattn_context *ctx, clattn_stats *stats);
+CLATTN_API clattn_status clattn_context_stats(const clattn_context *ctx,
+                                              clattn_stats *stats);
 
 /*
  * Problem descriptor.
@@ -225,8 +226,8 @@ typedef struct clattn_desc {
     int v_head_dim; /**< V and O head size, 1..256; 0 (default): head_dim */
     clattn_dtype dtype;
     clattn_layout layout;
-    float scale; /**< 0 (default): 1/sqrt(head_dim); else finite and > 0 */
-    int causal;  /**< non-zero: causal mask, aligned bottom-right */
+    float scale;      /**< 0 (default): 1/sqrt(head_dim); else finite and > 0 */
+    int causal;       /**< non-zero: causal mask, aligned bottom-right */
     int window_left;  /**< -1 (default): unbounded */
     int window_right; /**< -1 (default): unbounded */
     int want_lse;     /**< non-zero: runs write the log-sum-exp */
@@ -261,8 +262,8 @@ typedef enum clattn_tensor {
  * Bytes a tensor of the problem occupies. Returns OK, INVALID_ARGUMENT or
  * INVALID_SHAPE (also when the size overflows size_t).
  */
-CLATTN_API clattn_status clattn_tensor_bytes(const clattn_desc *desc, clattn_tensor tensor,
-                                             size_t *bytes);
+CLATTN_API clattn_status clattn_tensor_bytes(const clattn_desc *desc,
+                                             clattn_tensor tensor, size_t *bytes);
 
 /*
  * Plan.

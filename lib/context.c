@@ -19,7 +19,8 @@ void clattn_context_options_init(clattn_context_options *options)
     options->log_level = CLATTN_LOG_WARNING;
 }
 
-static cl_int query_string(cl_device_id device, cl_device_info what, char *buf, size_t size)
+static cl_int query_string(cl_device_id device, cl_device_info what, char *buf,
+                           size_t size)
 {
     cl_int err = clGetDeviceInfo(device, what, size, buf, NULL);
 
@@ -36,8 +37,9 @@ cl_int clattn__device_info(cl_device_id device, clattn_device_info *info)
     err |= clGetDeviceInfo(device, CL_DEVICE_PLATFORM, sizeof(platform), &platform, NULL);
     err |= clGetPlatformInfo(platform, CL_PLATFORM_NAME, sizeof(info->platform_name),
                              info->platform_name, NULL);
-    err |= clGetPlatformInfo(platform, CL_PLATFORM_VERSION, sizeof(info->platform_version),
-                             info->platform_version, NULL);
+    err |=
+        clGetPlatformInfo(platform, CL_PLATFORM_VERSION, sizeof(info->platform_version),
+                          info->platform_version, NULL);
     err |= query_string(device, CL_DEVICE_NAME, info->name, sizeof(info->name));
     err |= query_string(device, CL_DEVICE_VENDOR, info->vendor, sizeof(info->vendor));
     err |= query_string(device, CL_DEVICE_VERSION, info->version, sizeof(info->version));
@@ -200,7 +202,8 @@ static clattn_status finish_context(clattn_context **out, cl_context cl_ctx,
     }
     ctx = calloc(1, sizeof(*ctx));
     if (!ctx)
-        return clattn__fail(NULL, CLATTN_HOST_MEMORY, "out of host memory for the context");
+        return clattn__fail(NULL, CLATTN_HOST_MEMORY,
+                            "out of host memory for the context");
     if (clattn__device_info(device, &ctx->info) != CL_SUCCESS) {
         free(ctx);
         return clattn__fail(NULL, CLATTN_OPENCL_ERROR, "could not query the device");
@@ -272,13 +275,15 @@ clattn_status clattn_context_wrap(clattn_context **out, cl_context cl_ctx,
     *out = NULL;
     if (!cl_ctx || !device || !queue)
         return clattn__fail(NULL, CLATTN_INVALID_ARGUMENT, "%s is NULL",
-                            !cl_ctx ? "cl_ctx" : !device ? "device" : "queue");
+                            !cl_ctx   ? "cl_ctx"
+                            : !device ? "device"
+                                      : "queue");
     if (clGetCommandQueueInfo(queue, CL_QUEUE_CONTEXT, sizeof(queue_ctx), &queue_ctx,
                               NULL) != CL_SUCCESS ||
         clGetCommandQueueInfo(queue, CL_QUEUE_DEVICE, sizeof(queue_dev), &queue_dev,
                               NULL) != CL_SUCCESS ||
-        clGetCommandQueueInfo(queue, CL_QUEUE_PROPERTIES, sizeof(props), &props,
-                              NULL) != CL_SUCCESS)
+        clGetCommandQueueInfo(queue, CL_QUEUE_PROPERTIES, sizeof(props), &props, NULL) !=
+            CL_SUCCESS)
         return clattn__fail(NULL, CLATTN_INVALID_ARGUMENT, "queue is not a valid queue");
     if (queue_ctx != cl_ctx)
         return clattn__fail(NULL, CLATTN_INVALID_ARGUMENT,

@@ -53,8 +53,8 @@ struct clattn_context {
 
 /* Records the detail of a failure (ctx may be NULL: thread-local) and returns
  * status, so that error paths read `return clattn__fail(...)`. */
-clattn_status clattn__fail(clattn_context *ctx, clattn_status status, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+clattn_status clattn__fail(clattn_context *ctx, clattn_status status, const char *fmt,
+                           ...) __attribute__((format(printf, 3, 4)));
 
 /* Same, for a failed OpenCL call: names the call and the error code. */
 clattn_status clattn__cl_fail(clattn_context *ctx, cl_int err, const char *call);
@@ -118,12 +118,12 @@ struct clattn_plan {
     const clattn_variant_ops *ops;
     size_t bytes[5]; /* per clattn_tensor */
     clattn_strides q_str, k_str, v_str, o_str;
-    int group;          /* query heads per key/value head */
-    int left, right;    /* window as kernel arguments, never -1 */
-    int masked;         /* any mask at all */
+    int group;       /* query heads per key/value head */
+    int left, right; /* window as kernel arguments, never -1 */
+    int masked;      /* any mask at all */
     size_t workspace_bytes;
-    cl_mem dummy;       /* bound where an optional buffer is absent */
-    void *impl;         /* the variant's own state */
+    cl_mem dummy; /* bound where an optional buffer is absent */
+    void *impl;   /* the variant's own state */
 };
 
 extern const clattn_variant_ops clattn__naive_ops;

@@ -74,11 +74,13 @@ static clattn_status alloc_scores(clattn_plan *plan, naive *n)
     double bytes = (double)rows * d->kv_len * sizeof(float);
 
     if (bytes > (double)limit || bytes > (double)SIZE_MAX)
-        return clattn__fail(plan->ctx, CLATTN_DEVICE_MEMORY,
-                            "the naive variant needs a score workspace of "
-                            "batch*q_heads*q_len*kv_len floats (%.0f bytes), more than the "
-                            "device's largest allocation (%llu bytes); use the tiled "
-                            "variant", bytes, (unsigned long long)limit);
+        return clattn__fail(
+            plan->ctx, CLATTN_DEVICE_MEMORY,
+            "the naive variant needs a score workspace of "
+            "batch*q_heads*q_len*kv_len floats (%.0f bytes), more than the "
+            "device's largest allocation (%llu bytes); use the tiled "
+            "variant",
+            bytes, (unsigned long long)limit);
     return alloc(plan, &n->scores, (size_t)bytes, "score workspace");
 }
 
@@ -161,12 +163,6 @@ static clattn_status convert(clattn_plan *plan, clattn_run_args *args, cl_kernel
     return CLATTN_OK;
 }
 
-static clattn_status blas_fail(clattn_plan *plan, CLBlastStatusCode code, const char *what)
-{
-    return clattn__fail(plan->ctx, CLATTN_BLAS_ERROR, "CLBlast %s failed with status %d",
-                        what, (int)code);
-}
-
 static clattn_status softmax(clattn_plan *plan, naive *n, clattn_run_args *args)
 {
     const clattn_desc *d = &plan->desc;
@@ -188,62 +184,87 @@ static clattn_status softmax(clattn_plan *plan, naive *n, clattn_run_args *args)
 }
 
 /*
- * The GEMMs run once per batch entry and key/value head, each a strided batch
- * over the query heads that share that head, so GQA needs no copies. CLBlast's
+ * One operand of a GEMM, as seen from the batch entry b and key/value head h:
+ * its matrix for query head h * group + i starts at
+ * b * batch + h * head + i * group_step, with rows ld apart.
+ */
+typedef struct operand {
+    cl_mem mem;
+    size_t batch, head, group_step, ld;
+} operand;
+
+static size_t first(const operand *x, size_t b, size_t h)
+{
+    return b * x->batch + h * x->head;
+}
+
+/*
+ * C = alpha * A op(B) for every query head, run once per batch entry and
+ * key/value head as a strided batch over the query heads that share that
+ * head, so GQA needs no copies (K and V have a group step of 0). CLBlast's
  * strided batch takes no offset arrays: its array-taking batched GEMM uploads
  * them with a blocking write, which would stall on the caller's wait list.
  */
-static clattn_status scores(clattn_plan *plan, naive *n, cl_mem q, cl_mem k,
-                            clattn_run_args *args)
+static clattn_status gemm(clattn_plan *plan, clattn_run_args *args, CLBlastTranspose tb,
+                          size_t m, size_t n, size_t k, float alpha, const operand *a,
+                          const operand *b, const operand *c, const char *what)
 {
     const clattn_desc *d = &plan->desc;
-    const size_t g = (size_t)plan->group, s_stride = (size_t)d->q_len * d->kv_len;
     cl_command_queue queue = plan->ctx->queue;
 
-    for (size_t b = 0; b < (size_t)d->batch; b++) {
+    for (size_t i = 0; i < (size_t)d->batch; i++) {
         for (size_t h = 0; h < (size_t)d->kv_heads; h++) {
-            size_t first = b * d->q_heads + h * g;
             cl_event event;
             CLBlastStatusCode code = CLBlastSgemmStridedBatched(
-                CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeYes, d->q_len,
-                d->kv_len, d->head_dim, d->scale, q,
-                b * plan->q_str.batch + h * g * plan->q_str.head, plan->q_str.seq,
-                plan->q_str.head, k, b * plan->k_str.batch + h * plan->k_str.head,
-                plan->k_str.seq, 0, 0.0f, n->scores, first * s_stride, d->kv_len,
-                s_stride, g, &queue, &event);
+                CLBlastLayoutRowMajor, CLBlastTransposeNo, tb, m, n, k, alpha, a->mem,
+                first(a, i, h), a->ld, a->group_step, b->mem, first(b, i, h), b->ld,
+                b->group_step, 0.0f, c->mem, first(c, i, h), c->ld, c->group_step,
+                (size_t)plan->group, &queue, &event);
 
             if (code != CLBlastSuccess)
-                return blas_fail(plan, code, "GEMM of Q and K");
+                return clattn__fail(plan->ctx, CLATTN_BLAS_ERROR,
+                                    "CLBlast GEMM of %s failed with status %d", what,
+                                    (int)code);
             clattn__run_track(args, event);
         }
     }
     return CLATTN_OK;
 }
 
-static clattn_status weigh(clattn_plan *plan, naive *n, cl_mem v, cl_mem o,
-                           clattn_run_args *args)
+static void tensor_operand(const clattn_plan *plan, cl_mem mem, const clattn_strides *s,
+                           int per_query_head, operand *x)
+{
+    const size_t g = per_query_head ? (size_t)plan->group : 1;
+
+    x->mem = mem;
+    x->batch = s->batch;
+    x->head = g * s->head;
+    x->group_step = per_query_head ? s->head : 0;
+    x->ld = s->seq;
+}
+
+/* Scores, then softmax, then the product with V. */
+static clattn_status attend(clattn_plan *plan, naive *n, clattn_run_args *args, cl_mem q,
+                            cl_mem k, cl_mem v, cl_mem o)
 {
     const clattn_desc *d = &plan->desc;
-    const size_t g = (size_t)plan->group, s_stride = (size_t)d->q_len * d->kv_len;
-    cl_command_queue queue = plan->ctx->queue;
+    const size_t lq = d->q_len, lk = d->kv_len, g = plan->group;
+    const operand s = {n->scores, d->q_heads * lq * lk, g * lq * lk, lq * lk, lk};
+    operand qo, ko, vo, oo;
+    clattn_status status;
 
-    for (size_t b = 0; b < (size_t)d->batch; b++) {
-        for (size_t h = 0; h < (size_t)d->kv_heads; h++) {
-            size_t first = b * d->q_heads + h * g;
-            cl_event event;
-            CLBlastStatusCode code = CLBlastSgemmStridedBatched(
-                CLBlastLayoutRowMajor, CLBlastTransposeNo, CLBlastTransposeNo, d->q_len,
-                d->v_head_dim, d->kv_len, 1.0f, n->scores, first * s_stride, d->kv_len,
-                s_stride, v, b * plan->v_str.batch + h * plan->v_str.head, plan->v_str.seq,
-                0, 0.0f, o, b * plan->o_str.batch + h * g * plan->o_str.head,
-                plan->o_str.seq, plan->o_str.head, g, &queue, &event);
-
-            if (code != CLBlastSuccess)
-                return blas_fail(plan, code, "GEMM of P and V");
-            clattn__run_track(args, event);
-        }
-    }
-    return CLATTN_OK;
+    tensor_operand(plan, q, &plan->q_str, 1, &qo);
+    tensor_operand(plan, k, &plan->k_str, 0, &ko);
+    tensor_operand(plan, v, &plan->v_str, 0, &vo);
+    tensor_operand(plan, o, &plan->o_str, 1, &oo);
+    status = gemm(plan, args, CLBlastTransposeYes, lq, lk, d->head_dim, d->scale, &qo,
+                  &ko, &s, "Q and K");
+    if (!status)
+        status = softmax(plan, n, args);
+    if (!status)
+        status = gemm(plan, args, CLBlastTransposeNo, lq, d->v_head_dim, lk, 1.0f, &s,
+                      &vo, &oo, "P and V");
+    return status;
 }
 
 static clattn_status run(clattn_plan *plan, clattn_run_args *args)
@@ -256,14 +277,15 @@ static clattn_status run(clattn_plan *plan, clattn_run_args *args)
     cl_mem v = f16 ? n->vf : args->v, o = f16 ? n->of : args->o;
     clattn_status status;
 
-    if (f16 &&
-        ((status = convert(plan, args, n->to_float, args->q, q, bytes[CLATTN_TENSOR_Q] / 2)) ||
-         (status = convert(plan, args, n->to_float, args->k, k, bytes[CLATTN_TENSOR_K] / 2)) ||
-         (status = convert(plan, args, n->to_float, args->v, v, bytes[CLATTN_TENSOR_V] / 2))))
+    if (f16 && ((status = convert(plan, args, n->to_float, args->q, q,
+                                  bytes[CLATTN_TENSOR_Q] / 2)) ||
+                (status = convert(plan, args, n->to_float, args->k, k,
+                                  bytes[CLATTN_TENSOR_K] / 2)) ||
+                (status = convert(plan, args, n->to_float, args->v, v,
+                                  bytes[CLATTN_TENSOR_V] / 2))))
         return status;
 
-    if ((status = scores(plan, n, q, k, args)) || (status = softmax(plan, n, args)) ||
-        (status = weigh(plan, n, v, o, args)))
+    if ((status = attend(plan, n, args, q, k, v, o)))
         return status;
 
     if (f16)
@@ -271,4 +293,4 @@ static clattn_status run(clattn_plan *plan, clattn_run_args *args)
     return CLATTN_OK;
 }
 
-const clattn_variant_ops clattn__naive_ops = { setup, run, destroy };
+const clattn_variant_ops clattn__naive_ops = {setup, run, destroy};

@@ -45,8 +45,9 @@ static int check_range(clattn_context *ctx, clattn_status *status, const char *n
 {
     if (value >= lo && value <= hi)
         return 1;
-    *status = clattn__fail(ctx, CLATTN_INVALID_ARGUMENT,
-                           "desc.%s is %ld; it must be in [%ld, %ld]", name, value, lo, hi);
+    *status =
+        clattn__fail(ctx, CLATTN_INVALID_ARGUMENT,
+                     "desc.%s is %ld; it must be in [%ld, %ld]", name, value, lo, hi);
     return 0;
 }
 
@@ -70,7 +71,8 @@ static clattn_status resolve(clattn_context *ctx, const clattn_desc *in, clattn_
                      CLATTN_VARIANT_TILED) ||
         !check_range(ctx, &st, "kernel_shape", d->kernel_shape, CLATTN_SHAPE_AUTO,
                      CLATTN_SHAPE_CPU) ||
-        !check_range(ctx, &st, "window_left", d->window_left, -1, CLATTN_MAX_LENGTH * 2L) ||
+        !check_range(ctx, &st, "window_left", d->window_left, -1,
+                     CLATTN_MAX_LENGTH * 2L) ||
         !check_range(ctx, &st, "window_right", d->window_right, -1,
                      CLATTN_MAX_LENGTH * 2L) ||
         !check_range(ctx, &st, "block_q", d->block_q, 0, MAX_BLOCK) ||
@@ -79,7 +81,8 @@ static clattn_status resolve(clattn_context *ctx, const clattn_desc *in, clattn_
     if (!(d->scale >= 0.0f) || isinf(d->scale))
         return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT,
                             "desc.scale is %g; it must be finite and positive, or 0 for "
-                            "1/sqrt(head_dim)", (double)d->scale);
+                            "1/sqrt(head_dim)",
+                            (double)d->scale);
 
     if (d->kv_heads == 0)
         d->kv_heads = d->q_heads;
@@ -223,8 +226,8 @@ clattn_status clattn_plan_create(clattn_plan **out, clattn_context *ctx,
     window_args(plan);
     plan->variant = choose_variant(plan);
     plan->shape = choose_shape(plan);
-    plan->ops = plan->variant == CLATTN_VARIANT_NAIVE ? &clattn__naive_ops
-                                                      : &clattn__tiled_ops;
+    plan->ops =
+        plan->variant == CLATTN_VARIANT_NAIVE ? &clattn__naive_ops : &clattn__tiled_ops;
 
     plan->dummy = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, 64, NULL, &err);
     if (err != CL_SUCCESS) {
@@ -286,15 +289,17 @@ int clattn__common_options(const clattn_plan *plan, char *buf, size_t size)
 {
     const clattn_desc *d = &plan->desc;
 
-    return snprintf(buf, size, "-cl-std=CL1.2 -D D=%d -D DV=%d -D DTYPE_F16=%d -D MASKED=%d "
-                    "-D WANT_LSE=%d", d->head_dim, d->v_head_dim, d->dtype == CLATTN_F16,
-                    plan->masked, d->want_lse);
+    return snprintf(buf, size,
+                    "-cl-std=CL1.2 -D D=%d -D DV=%d -D DTYPE_F16=%d -D MASKED=%d "
+                    "-D WANT_LSE=%d",
+                    d->head_dim, d->v_head_dim, d->dtype == CLATTN_F16, plan->masked,
+                    d->want_lse);
 }
 
 void clattn__run_track(clattn_run_args *args, cl_event event)
 {
-    if (args->events && args->events->count < (int)(sizeof(args->events->events) /
-                                                     sizeof(cl_event))) {
+    if (args->events &&
+        args->events->count < (int)(sizeof(args->events->events) / sizeof(cl_event))) {
         clRetainEvent(event);
         args->events->events[args->events->count++] = event;
     }
@@ -370,7 +375,7 @@ clattn_status clattn_plan_run(clattn_plan *plan, cl_mem q, cl_mem k, cl_mem v, c
                               cl_mem lse, cl_uint num_wait, const cl_event *wait_list,
                               cl_event *event)
 {
-    clattn_run_args args = { q, k, v, o, lse, num_wait, wait_list, NULL, NULL };
+    clattn_run_args args = {q, k, v, o, lse, num_wait, wait_list, NULL, NULL};
     clattn_status status = run(plan, &args);
 
     if (event)
@@ -405,8 +410,8 @@ static clattn_status span_ms(clattn_context *ctx, const clattn_event_list *list,
 clattn_status clattn_plan_run_timed(clattn_plan *plan, cl_mem q, cl_mem k, cl_mem v,
                                     cl_mem o, cl_mem lse, double *milliseconds)
 {
-    clattn_event_list list = { .count = 0 };
-    clattn_run_args args = { q, k, v, o, lse, 0, NULL, &list, NULL };
+    clattn_event_list list = {.count = 0};
+    clattn_run_args args = {q, k, v, o, lse, 0, NULL, &list, NULL};
     clattn_status status;
     cl_event end;
     cl_int err;
@@ -476,14 +481,19 @@ clattn_status clattn_plan_run_host(clattn_plan *plan, const void *q, const void 
         return CLATTN_INVALID_ARGUMENT;
     if (!q || !k || !v || !o || (plan->desc.want_lse && !lse))
         return clattn__fail(plan->ctx, CLATTN_INVALID_ARGUMENT, "%s is NULL",
-                            !q ? "q" : !k ? "k" : !v ? "v" : !o ? "o" : "lse");
+                            !q   ? "q"
+                            : !k ? "k"
+                            : !v ? "v"
+                            : !o ? "o"
+                                 : "lse");
     b = plan->bytes;
     bq = host_buffer(plan, CL_MEM_READ_ONLY, b[CLATTN_TENSOR_Q], q, "q", &st);
     bk = host_buffer(plan, CL_MEM_READ_ONLY, b[CLATTN_TENSOR_K], k, "k", &st);
     bv = host_buffer(plan, CL_MEM_READ_ONLY, b[CLATTN_TENSOR_V], v, "v", &st);
     bo = host_buffer(plan, CL_MEM_WRITE_ONLY, b[CLATTN_TENSOR_O], NULL, "o", &st);
     if (plan->desc.want_lse)
-        blse = host_buffer(plan, CL_MEM_WRITE_ONLY, b[CLATTN_TENSOR_LSE], NULL, "lse", &st);
+        blse =
+            host_buffer(plan, CL_MEM_WRITE_ONLY, b[CLATTN_TENSOR_LSE], NULL, "lse", &st);
 
     if (!st)
         st = clattn_plan_run(plan, bq, bk, bv, bo, blse, 0, NULL, NULL);

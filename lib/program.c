@@ -92,10 +92,11 @@ static char *disk_key(const clattn_context *ctx, const char *source, const char 
     char *key = malloc(n);
 
     if (key)
-        snprintf(key, n, "clattn %s\nplatform %s %s\ndevice %s %s\ndriver %s\n"
-                 "source %016llx\noptions %s\n", clattn_version(), d->platform_name,
-                 d->platform_version, d->name, d->version, d->driver,
-                 (unsigned long long)hash_str(source), options);
+        snprintf(key, n,
+                 "clattn %s\nplatform %s %s\ndevice %s %s\ndriver %s\n"
+                 "source %016llx\noptions %s\n",
+                 clattn_version(), d->platform_name, d->platform_version, d->name,
+                 d->version, d->driver, (unsigned long long)hash_str(source), options);
     return key;
 }
 
@@ -125,7 +126,8 @@ static unsigned char *disk_read(const char *path, const char *key, size_t *size)
 
     if (!f)
         return NULL;
-    if (!read_exact(f, magic, sizeof(magic)) || memcmp(magic, DISK_MAGIC, sizeof(magic)) ||
+    if (!read_exact(f, magic, sizeof(magic)) ||
+        memcmp(magic, DISK_MAGIC, sizeof(magic)) ||
         !read_exact(f, &key_len, sizeof(key_len)) || key_len != strlen(key))
         goto done;
     stored = malloc(key_len);
@@ -261,8 +263,7 @@ static cl_program from_binary(clattn_context *ctx, const unsigned char *bin, siz
 }
 
 static clattn_status from_source(clattn_context *ctx, const char *family,
-                                 const char *source, const char *options,
-                                 cl_program *out)
+                                 const char *source, const char *options, cl_program *out)
 {
     cl_int err;
     cl_program program = clCreateProgramWithSource(ctx->cl_ctx, 1, &source, NULL, &err);
@@ -279,9 +280,11 @@ static clattn_status from_source(clattn_context *ctx, const char *family,
     clReleaseProgram(program);
     clattn__log(ctx, CLATTN_LOG_ERROR, "build of %s failed (%s):\n%s", family, options,
                 log ? log : "");
-    clattn__fail(ctx, CLATTN_BUILD_FAILED, "building kernel family %s failed: %s (%d)\n"
-                 "options: %s\nbuild log:\n%s", family, clattn__cl_error_name(err),
-                 (int)err, options, log ? log : "(none)");
+    clattn__fail(ctx, CLATTN_BUILD_FAILED,
+                 "building kernel family %s failed: %s (%d)\n"
+                 "options: %s\nbuild log:\n%s",
+                 family, clattn__cl_error_name(err), (int)err, options,
+                 log ? log : "(none)");
     free(log);
     return CLATTN_BUILD_FAILED;
 }

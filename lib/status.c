@@ -18,8 +18,8 @@ const char *clattn_version(void)
 const char *clattn_status_name(clattn_status status)
 {
     switch (status) {
-#define NAME_CASE(name, value, text) \
-    case CLATTN_##name:              \
+#define NAME_CASE(name, value, text)                                                     \
+    case CLATTN_##name:                                                                  \
         return #name;
         CLATTN_STATUS_LIST(NAME_CASE)
 #undef NAME_CASE
@@ -30,8 +30,8 @@ const char *clattn_status_name(clattn_status status)
 const char *clattn_status_text(clattn_status status)
 {
     switch (status) {
-#define TEXT_CASE(name, value, text) \
-    case CLATTN_##name:              \
+#define TEXT_CASE(name, value, text)                                                     \
+    case CLATTN_##name:                                                                  \
         return text;
         CLATTN_STATUS_LIST(TEXT_CASE)
 #undef TEXT_CASE
@@ -74,7 +74,8 @@ void clattn__log(clattn_context *ctx, clattn_log_level level, const char *fmt, .
     va_end(ap);
 }
 
-clattn_status clattn__fail(clattn_context *ctx, clattn_status status, const char *fmt, ...)
+clattn_status clattn__fail(clattn_context *ctx, clattn_status status, const char *fmt,
+                           ...)
 {
     char *buf = ctx ? ctx->message : create_message;
     va_list ap;
@@ -102,8 +103,8 @@ clattn_status clattn__cl_fail(clattn_context *ctx, cl_int err, const char *call)
 const char *clattn__cl_error_name(cl_int err)
 {
     switch (err) {
-#define CL_ERR(e) \
-    case e:       \
+#define CL_ERR(e)                                                                        \
+    case e:                                                                              \
         return #e;
         CL_ERR(CL_SUCCESS)
         CL_ERR(CL_DEVICE_NOT_FOUND)

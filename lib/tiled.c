@@ -24,11 +24,13 @@ static clattn_status cpu_tiles(clattn_plan *plan, int *rows, int *keys)
     if (*rows % 8 || *rows > 64)
         return clattn__fail(plan->ctx, CLATTN_INVALID_ARGUMENT,
                             "desc.block_q is %d; the CPU shape needs a multiple of 8 "
-                            "up to 64", *rows);
+                            "up to 64",
+                            *rows);
     if (*keys % 4 || *keys > 256)
         return clattn__fail(plan->ctx, CLATTN_INVALID_ARGUMENT,
                             "desc.block_k is %d; the CPU shape needs a multiple of 4 "
-                            "up to 256", *keys);
+                            "up to 256",
+                            *keys);
     return CLATTN_OK;
 }
 
@@ -45,7 +47,8 @@ static clattn_status gpu_tiles(clattn_plan *plan, int *rows, int *keys)
     if ((size_t)*rows > info->max_work_group)
         return clattn__fail(plan->ctx, CLATTN_INVALID_ARGUMENT,
                             "desc.block_q is %d; the device's work-groups hold at most "
-                            "%zu work-items", *rows, info->max_work_group);
+                            "%zu work-items",
+                            *rows, info->max_work_group);
     *keys = d->block_k ? d->block_k : 32;
     if (!d->block_k)
         while (*keys > 1 && *keys * per_key > info->local_mem / 2)
@@ -53,8 +56,8 @@ static clattn_status gpu_tiles(clattn_plan *plan, int *rows, int *keys)
     if (*keys > 256 || *keys * per_key > info->local_mem)
         return clattn__fail(plan->ctx, CLATTN_UNSUPPORTED,
                             "K/V tiles of %d keys need %zu bytes of local memory; the "
-                            "device has %llu", *keys, *keys * per_key,
-                            (unsigned long long)info->local_mem);
+                            "device has %llu",
+                            *keys, *keys * per_key, (unsigned long long)info->local_mem);
     return CLATTN_OK;
 }
 
@@ -72,9 +75,9 @@ static clattn_status build(clattn_plan *plan, tiled *t)
     if (status)
         return status;
     n = clattn__common_options(plan, options, sizeof(options));
-    snprintf(options + n, sizeof(options) - n, cpu ? " -D BQV=%d -D BK=%d"
-                                                   : " -D BQ=%d -D BK=%d",
-             cpu ? rows / 8 : rows, keys);
+    snprintf(options + n, sizeof(options) - n,
+             cpu ? " -D BQV=%d -D BK=%d" : " -D BQ=%d -D BK=%d", cpu ? rows / 8 : rows,
+             keys);
     status = clattn__program_get(plan->ctx, family, options, &program);
     if (status)
         return status;
@@ -91,7 +94,8 @@ static clattn_status build(clattn_plan *plan, tiled *t)
         if (limit && limit < (size_t)rows)
             return clattn__fail(plan->ctx, CLATTN_UNSUPPORTED,
                                 "the device runs this kernel with at most %zu work-items "
-                                "per group; set desc.block_q to at most that", limit);
+                                "per group; set desc.block_q to at most that",
+                                limit);
     }
 
     size_t total_rows = (size_t)plan->group * plan->desc.q_len;
@@ -119,16 +123,25 @@ static clattn_status set_fixed_args(clattn_plan *plan, tiled *t)
         size_t size;
         const void *value;
     } args[] = {
-        { sizeof(int), &d->q_len },          { sizeof(int), &d->kv_len },
-        { sizeof(int), &d->kv_heads },       { sizeof(int), &plan->group },
-        { sizeof(int), &plan->left },        { sizeof(int), &plan->right },
-        { sizeof(float), &scale_log2 },      { sizeof(cl_ulong), &plan->q_str.batch },
-        { sizeof(cl_ulong), &plan->q_str.head }, { sizeof(int), &q_ss },
-        { sizeof(cl_ulong), &plan->k_str.batch }, { sizeof(cl_ulong), &plan->k_str.head },
-        { sizeof(int), &k_ss },              { sizeof(cl_ulong), &plan->v_str.batch },
-        { sizeof(cl_ulong), &plan->v_str.head }, { sizeof(int), &v_ss },
-        { sizeof(cl_ulong), &plan->o_str.batch }, { sizeof(cl_ulong), &plan->o_str.head },
-        { sizeof(int), &o_ss },
+        {sizeof(int), &d->q_len},
+        {sizeof(int), &d->kv_len},
+        {sizeof(int), &d->kv_heads},
+        {sizeof(int), &plan->group},
+        {sizeof(int), &plan->left},
+        {sizeof(int), &plan->right},
+        {sizeof(float), &scale_log2},
+        {sizeof(cl_ulong), &plan->q_str.batch},
+        {sizeof(cl_ulong), &plan->q_str.head},
+        {sizeof(int), &q_ss},
+        {sizeof(cl_ulong), &plan->k_str.batch},
+        {sizeof(cl_ulong), &plan->k_str.head},
+        {sizeof(int), &k_ss},
+        {sizeof(cl_ulong), &plan->v_str.batch},
+        {sizeof(cl_ulong), &plan->v_str.head},
+        {sizeof(int), &v_ss},
+        {sizeof(cl_ulong), &plan->o_str.batch},
+        {sizeof(cl_ulong), &plan->o_str.head},
+        {sizeof(int), &o_ss},
     };
 
     for (cl_uint i = 0; i < sizeof(args) / sizeof(args[0]) && err == CL_SUCCESS; i++)
@@ -170,17 +183,17 @@ static clattn_status run(clattn_plan *plan, clattn_run_args *args)
     cl_event event;
     cl_int err;
 
-    err = clattn__set_args(t->kernel, 5, sizeof(cl_mem), &args->q, sizeof(cl_mem), &args->k,
-                           sizeof(cl_mem), &args->v, sizeof(cl_mem), &args->o,
+    err = clattn__set_args(t->kernel, 5, sizeof(cl_mem), &args->q, sizeof(cl_mem),
+                           &args->k, sizeof(cl_mem), &args->v, sizeof(cl_mem), &args->o,
                            sizeof(cl_mem), &args->lse);
     if (err != CL_SUCCESS)
         return clattn__cl_fail(plan->ctx, err, "clSetKernelArg");
-    err = clEnqueueNDRangeKernel(plan->ctx->queue, t->kernel, 2, NULL, t->global, t->local,
-                                 0, NULL, &event);
+    err = clEnqueueNDRangeKernel(plan->ctx->queue, t->kernel, 2, NULL, t->global,
+                                 t->local, 0, NULL, &event);
     if (err != CL_SUCCESS)
         return clattn__cl_fail(plan->ctx, err, "clEnqueueNDRangeKernel");
     clattn__run_track(args, event);
     return CLATTN_OK;
 }
 
-const clattn_variant_ops clattn__tiled_ops = { setup, run, destroy };
+const clattn_variant_ops clattn__tiled_ops = {setup, run, destroy};
