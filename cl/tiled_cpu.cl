@@ -202,9 +202,11 @@ __kernel void attn_tiled_cpu(__global const store_t *q, __global const store_t *
             for (int vi = 0; vi < BQV; vi++) {
                 float8 a = acc[d * BQV + vi] * alpha[vi];
 
-                for (int c = 0; c < n; c++)
-                    a = fma(s[c * BQV + vi], (float8)(LOAD(vb + (ulong)(j0 + c) * v_ss, d)),
-                            a);
+                for (int c = 0; c < n; c++) {
+                    const float x = LOAD(vb + (ulong)(j0 + c) * v_ss, d);
+
+                    a = fma(s[c * BQV + vi], (float8)(x), a);
+                }
                 acc[d * BQV + vi] = a;
             }
         }
