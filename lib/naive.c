@@ -184,26 +184,26 @@ static clattn_status softmax(clattn_plan *plan, naive *n, clattn_run_args *args)
 }
 
 /*
- * One operand of a GEMM, as seen from the batch entry b and key/value head h:
- * its matrix for query head h * group + i starts at
- * b * batch + h * head + i * group_step, with rows ld apart.
+ * One operand of a GEMM: the matrix of batch entry b and query head h starts
+ * at b * batch + (h / group) * head, with rows ld apart. K and V have the
+ * plan's group, so query heads that share them read the same matrix.
  */
 typedef struct operand {
     cl_mem mem;
-    size_t batch, head, group_step, ld;
+    size_t batch, head, group, ld;
 } operand;
 
-static size_t first(const operand *x, size_t b, size_t h)
+static size_t offset(const operand *x, size_t b, size_t h)
 {
-    return b * x->batch + h * x->head;
+    return b * x->batch + h / x->group * x->head;
 }
 
 /*
- * C = alpha * A op(B) for every query head, run once per batch entry and
- * key/value head as a strided batch over the query heads that share that
- * head, so GQA needs no copies (K and V have a group step of 0). CLBlast's
- * strided batch takes no offset arrays: its array-taking batched GEMM uploads
- * them with a blocking write, which would stall on the caller's wait list.
+ * C = alpha * A op(B), one plain GEMM per batch entry and query head.
+ * CLBlast's batched forms do not fit: the one taking offset arrays uploads
+ * them with a blocking write, which stalls on the caller's wait list, and the
+ * strided one (1.5.3) computes wrong results for large problems when B starts
+ * at a non-zero offset.
  */
 static clattn_status gemm(clattn_plan *plan, clattn_run_args *args, CLBlastTranspose tb,
                           size_t m, size_t n, size_t k, float alpha, const operand *a,
@@ -213,13 +213,12 @@ static clattn_status gemm(clattn_plan *plan, clattn_run_args *args, CLBlastTrans
     cl_command_queue queue = plan->ctx->queue;
 
     for (size_t i = 0; i < (size_t)d->batch; i++) {
-        for (size_t h = 0; h < (size_t)d->kv_heads; h++) {
+        for (size_t h = 0; h < (size_t)d->q_heads; h++) {
             cl_event event;
-            CLBlastStatusCode code = CLBlastSgemmStridedBatched(
+            CLBlastStatusCode code = CLBlastSgemm(
                 CLBlastLayoutRowMajor, CLBlastTransposeNo, tb, m, n, k, alpha, a->mem,
-                first(a, i, h), a->ld, a->group_step, b->mem, first(b, i, h), b->ld,
-                b->group_step, 0.0f, c->mem, first(c, i, h), c->ld, c->group_step,
-                (size_t)plan->group, &queue, &event);
+                offset(a, i, h), a->ld, b->mem, offset(b, i, h), b->ld, 0.0f, c->mem,
+                offset(c, i, h), c->ld, &queue, &event);
 
             if (code != CLBlastSuccess)
                 return clattn__fail(plan->ctx, CLATTN_BLAS_ERROR,
@@ -232,14 +231,12 @@ static clattn_status gemm(clattn_plan *plan, clattn_run_args *args, CLBlastTrans
 }
 
 static void tensor_operand(const clattn_plan *plan, cl_mem mem, const clattn_strides *s,
-                           int per_query_head, operand *x)
+                           int shared, operand *x)
 {
-    const size_t g = per_query_head ? (size_t)plan->group : 1;
-
     x->mem = mem;
     x->batch = s->batch;
-    x->head = g * s->head;
-    x->group_step = per_query_head ? s->head : 0;
+    x->head = s->head;
+    x->group = shared ? (size_t)plan->group : 1;
     x->ld = s->seq;
 }
 
@@ -248,15 +245,15 @@ static clattn_status attend(clattn_plan *plan, naive *n, clattn_run_args *args, 
                             cl_mem k, cl_mem v, cl_mem o)
 {
     const clattn_desc *d = &plan->desc;
-    const size_t lq = d->q_len, lk = d->kv_len, g = plan->group;
-    const operand s = {n->scores, d->q_heads * lq * lk, g * lq * lk, lq * lk, lk};
+    const size_t lq = d->q_len, lk = d->kv_len;
+    const operand s = {n->scores, d->q_heads * lq * lk, lq * lk, 1, lk};
     operand qo, ko, vo, oo;
     clattn_status status;
 
-    tensor_operand(plan, q, &plan->q_str, 1, &qo);
-    tensor_operand(plan, k, &plan->k_str, 0, &ko);
-    tensor_operand(plan, v, &plan->v_str, 0, &vo);
-    tensor_operand(plan, o, &plan->o_str, 1, &oo);
+    tensor_operand(plan, q, &plan->q_str, 0, &qo);
+    tensor_operand(plan, k, &plan->k_str, 1, &ko);
+    tensor_operand(plan, v, &plan->v_str, 1, &vo);
+    tensor_operand(plan, o, &plan->o_str, 0, &oo);
     status = gemm(plan, args, CLBlastTransposeYes, lq, lk, d->head_dim, d->scale, &qo,
                   &ko, &s, "Q and K");
     if (!status)

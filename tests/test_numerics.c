@@ -139,6 +139,10 @@ static const struct CMUnitTest large[] = {
     CASE(len512_dim128_causal_lse, .q_heads = 8, .q_len = 512, .head_dim = 128,
          .causal = 1, .want_lse = 1),
     CASE(len1024_dim64, .q_heads = 4, .q_len = 1024, .head_dim = 64),
+    /* Per-head offsets past 2^24 elements: CLBlast 1.5.3's strided-batch GEMM
+     * went wrong there. */
+    CASE(len4096_two_heads_causal, .q_heads = 2, .q_len = 4096, .head_dim = 64,
+         .causal = 1),
 };
 
 #define GROUP(tests)                                                                     \
