@@ -46,3 +46,22 @@ inline int band_hi(int i, int shift, int right, int kv_len)
 {
     return min(i + shift + right, kv_len - 1);
 }
+
+/*
+ * The rows [first, last] of a block of size rows. Rows are numbered per
+ * key/value head: row r is query r % q_len of the group's query head
+ * r / q_len. With per_head > 0 (blocks per query head), no block straddles
+ * two heads, so a block's queries are consecutive and its band is narrow;
+ * with 0, blocks pack rows across heads, which decode (q_len under a block)
+ * needs so that the group's heads share every K and V load.
+ */
+inline int2 block_rows(int block, int size, int q_len, int rows, int per_head)
+{
+    if (per_head) {
+        const int head = block / per_head;
+        const int first = head * q_len + block % per_head * size;
+
+        return (int2)(first, min(first + size, (head + 1) * q_len) - 1);
+    }
+    return (int2)(block * size, min(block * size + size, rows) - 1);
+}

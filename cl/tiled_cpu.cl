@@ -29,13 +29,14 @@
 __kernel void attn_tiled_cpu(__global const store_t *q, __global const store_t *k,
                              __global const store_t *v, __global store_t *o,
                              __global float *lse, int q_len, int kv_len, int kv_heads,
-                             int group, int left, int right, float scale_log2,
+                             int group, int per_head, int left, int right,
+                             float scale_log2,
                              ulong q_sb, ulong q_sh, int q_ss, ulong k_sb, ulong k_sh,
                              int k_ss, ulong v_sb, ulong v_sh, int v_ss, ulong o_sb,
                              ulong o_sh, int o_ss)
 {
-    const int rows = group * q_len;
-    const int r0 = get_global_id(0) * ROWS;
+    const int2 span = block_rows(get_global_id(0), ROWS, q_len, group * q_len, per_head);
+    const int r0 = span.x, r_last = span.y;
     const int b = get_global_id(1) / kv_heads;
     const int kvh = get_global_id(1) % kv_heads;
     const int shift = kv_len - q_len;
@@ -46,12 +47,11 @@ __kernel void attn_tiled_cpu(__global const store_t *q, __global const store_t *
     float8 m[BQV], l[BQV], alpha[BQV];
     int8 lo[BQV], hi[BQV];
 
-    if (r0 >= rows)
+    if (r0 > r_last)
         return;
 
     /* The band of keys the whole block needs. Rows spanning two heads make
      * the block's query positions cover everything in between. */
-    const int r_last = min(r0 + ROWS, rows) - 1;
     const int same_head = r0 / q_len == r_last / q_len;
     const int qmin = same_head ? r0 % q_len : 0;
     const int qmax = same_head ? r_last % q_len : q_len - 1;

@@ -17,33 +17,32 @@
 __kernel __attribute__((reqd_work_group_size(BQ, 1, 1)))
 void attn_tiled_gpu(__global const store_t *q, __global const store_t *k,
                     __global const store_t *v, __global store_t *o, __global float *lse,
-                    int q_len, int kv_len, int kv_heads, int group, int left, int right,
-                    float scale_log2, ulong q_sb, ulong q_sh, int q_ss, ulong k_sb,
-                    ulong k_sh, int k_ss, ulong v_sb, ulong v_sh, int v_ss, ulong o_sb,
-                    ulong o_sh, int o_ss)
+                    int q_len, int kv_len, int kv_heads, int group, int per_head,
+                    int left, int right, float scale_log2, ulong q_sb, ulong q_sh,
+                    int q_ss, ulong k_sb, ulong k_sh, int k_ss, ulong v_sb, ulong v_sh,
+                    int v_ss, ulong o_sb, ulong o_sh, int o_ss)
 {
     __local float kt[BK * D];
     __local float vt[BK * DV];
 
-    const int rows = group * q_len;
     const int lid = get_local_id(0);
-    const int r = get_global_id(0);
-    const int active = r < rows;
     const int b = get_global_id(1) / kv_heads;
     const int kvh = get_global_id(1) % kv_heads;
     const int shift = kv_len - q_len;
 
     /* Every work-item, active or not, agrees on the group's band, so all of
      * them reach the same barriers. */
-    const int r0 = get_group_id(0) * BQ;
-    const int r_last = min(r0 + BQ, rows) - 1;
+    const int2 span = block_rows(get_group_id(0), BQ, q_len, group * q_len, per_head);
+    const int r0 = span.x, r_last = span.y;
+    const int r = r0 + lid;
+    const int active = r <= r_last;
     const int same_head = r0 / q_len == r_last / q_len;
     const int qmin = same_head ? r0 % q_len : 0;
     const int qmax = same_head ? r_last % q_len : q_len - 1;
     const int jlo = band_lo(qmin, shift, left);
     const int jhi = band_hi(qmax, shift, right, kv_len);
 
-    const int rr = min(r, rows - 1);
+    const int rr = min(r, r_last);
     const int hq = kvh * group + rr / q_len, qi = rr % q_len;
     const int lo = qi + shift - left, hi = qi + shift + right;
 

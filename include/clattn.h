@@ -205,10 +205,35 @@ typedef enum clattn_layout {
 } clattn_layout;
 
 typedef enum clattn_variant {
-    CLATTN_VARIANT_AUTO = 0,  /**< the fastest variant for the problem and device */
+    /** Window when a window is set (a bound other than -1), else tiled. */
+    CLATTN_VARIANT_AUTO = 0,
     CLATTN_VARIANT_NAIVE = 1, /**< materialized scores: CLBlast GEMMs and a softmax */
     CLATTN_VARIANT_TILED = 2, /**< flash-style, online softmax, O(N) memory */
+    /** Sliding window: visits only the keys inside the window's band, so its
+     * cost grows with N * W rather than N^2. */
+    CLATTN_VARIANT_WINDOW = 3,
+    /** Linear (kernel) attention, a different function: see clattn_feature_map. */
+    CLATTN_VARIANT_LINEAR = 4,
 } clattn_variant;
+
+/**
+ * The feature map phi of linear attention. The linear variant computes
+ *
+ *   O_i = phi(q_i)^T S_i / (phi(q_i)^T z_i + 1e-6),
+ *   S_i = sum_j phi(k_j) v_j^T,   z_i = sum_j phi(k_j),
+ *
+ * over the keys j that row i may see: all of them, or j <= i' when causal
+ * (i' = i + kv_len - q_len, aligned bottom-right as for the other variants;
+ * a row with i' < 0 sees no key and yields zeros). No softmax scale is
+ * applied, windows other than causal are refused, and there is no
+ * log-sum-exp. Causal runs in chunks: a masked quadratic product inside each
+ * chunk of keys and a running D x Dv state across chunks, so time is O(N) and
+ * memory O(N) plus one state per chunk; nothing N x N is ever formed.
+ */
+typedef enum clattn_feature_map {
+    CLATTN_FEATURE_ELU1 = 0, /**< elu(x) + 1: x + 1 for x > 0, else exp(x) (default) */
+    CLATTN_FEATURE_RELU = 1, /**< max(x, 0) */
+} clattn_feature_map;
 
 typedef enum clattn_kernel_shape {
     CLATTN_SHAPE_AUTO = 0, /**< by device type: CPU shape on CPUs, GPU shape elsewhere */
@@ -233,6 +258,7 @@ typedef struct clattn_desc {
     int want_lse;     /**< non-zero: runs write the log-sum-exp */
     clattn_variant variant;
     clattn_kernel_shape kernel_shape;
+    clattn_feature_map feature_map; /**< linear variant only */
     /**
      * Tile overrides; 0 picks the device's default. The CPU shape takes
      * block_q as a multiple of 8 up to 64 and block_k as a multiple of 4 up

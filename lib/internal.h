@@ -128,6 +128,8 @@ struct clattn_plan {
 
 extern const clattn_variant_ops clattn__naive_ops;
 extern const clattn_variant_ops clattn__tiled_ops;
+extern const clattn_variant_ops clattn__window_ops;
+extern const clattn_variant_ops clattn__linear_ops;
 
 /*
  * Helpers for variants: take the event a command returned into the run's
@@ -139,7 +141,8 @@ cl_uint clattn__run_wait(const clattn_run_args *args, const cl_event **list);
 /* Appends "-D NAME=VALUE" options shared by every kernel of a plan. */
 int clattn__common_options(const clattn_plan *plan, char *buf, size_t size);
 
-/* Sets kernel arguments in order; returns the first error. */
-cl_int clattn__set_args(cl_kernel kernel, int count, ...);
+/* Sets count kernel arguments, given as (size_t size, const void *value)
+ * pairs, from index first on; returns the first error. */
+cl_int clattn__set_args(cl_kernel kernel, cl_uint first, int count, ...);
 
 #endif /* CLATTN_INTERNAL_H */

@@ -152,7 +152,7 @@ static clattn_status convert(clattn_plan *plan, clattn_run_args *args, cl_kernel
     cl_event event;
     cl_int err;
 
-    err = clattn__set_args(kernel, 3, sizeof(cl_mem), &src, sizeof(cl_mem), &dst,
+    err = clattn__set_args(kernel, 0, 3, sizeof(cl_mem), &src, sizeof(cl_mem), &dst,
                            sizeof(cl_ulong), &count);
     if (err == CL_SUCCESS)
         err = clEnqueueNDRangeKernel(plan->ctx->queue, kernel, 1, NULL, &global, NULL, 0,
@@ -170,7 +170,7 @@ static clattn_status softmax(clattn_plan *plan, naive *n, clattn_run_args *args)
     cl_event event;
     cl_int err;
 
-    err = clattn__set_args(n->softmax, 7, sizeof(cl_mem), &n->scores, sizeof(cl_mem),
+    err = clattn__set_args(n->softmax, 0, 7, sizeof(cl_mem), &n->scores, sizeof(cl_mem),
                            &args->lse, sizeof(int), &rows, sizeof(int), &d->q_len,
                            sizeof(int), &d->kv_len, sizeof(int), &plan->left, sizeof(int),
                            &plan->right);

@@ -68,13 +68,15 @@ static clattn_status resolve(clattn_context *ctx, const clattn_desc *in, clattn_
         !check_range(ctx, &st, "layout", d->layout, CLATTN_LAYOUT_BHSD,
                      CLATTN_LAYOUT_BSHD) ||
         !check_range(ctx, &st, "variant", d->variant, CLATTN_VARIANT_AUTO,
-                     CLATTN_VARIANT_TILED) ||
+                     CLATTN_VARIANT_LINEAR) ||
         !check_range(ctx, &st, "kernel_shape", d->kernel_shape, CLATTN_SHAPE_AUTO,
                      CLATTN_SHAPE_CPU) ||
         !check_range(ctx, &st, "window_left", d->window_left, -1,
                      CLATTN_MAX_LENGTH * 2L) ||
         !check_range(ctx, &st, "window_right", d->window_right, -1,
                      CLATTN_MAX_LENGTH * 2L) ||
+        !check_range(ctx, &st, "feature_map", d->feature_map, CLATTN_FEATURE_ELU1,
+                     CLATTN_FEATURE_RELU) ||
         !check_range(ctx, &st, "block_q", d->block_q, 0, MAX_BLOCK) ||
         !check_range(ctx, &st, "block_k", d->block_k, 0, MAX_BLOCK))
         return st;
@@ -173,8 +175,12 @@ static void window_args(clattn_plan *plan)
 
 static clattn_variant choose_variant(const clattn_plan *plan)
 {
-    if (plan->desc.variant != CLATTN_VARIANT_AUTO)
-        return plan->desc.variant;
+    const clattn_desc *d = &plan->desc;
+
+    if (d->variant != CLATTN_VARIANT_AUTO)
+        return d->variant;
+    if (d->window_left != -1 || d->window_right != -1)
+        return CLATTN_VARIANT_WINDOW;
     return CLATTN_VARIANT_TILED;
 }
 
@@ -226,8 +232,10 @@ clattn_status clattn_plan_create(clattn_plan **out, clattn_context *ctx,
     window_args(plan);
     plan->variant = choose_variant(plan);
     plan->shape = choose_shape(plan);
-    plan->ops =
-        plan->variant == CLATTN_VARIANT_NAIVE ? &clattn__naive_ops : &clattn__tiled_ops;
+    plan->ops = plan->variant == CLATTN_VARIANT_NAIVE    ? &clattn__naive_ops
+                : plan->variant == CLATTN_VARIANT_WINDOW ? &clattn__window_ops
+                : plan->variant == CLATTN_VARIANT_LINEAR ? &clattn__linear_ops
+                                                         : &clattn__tiled_ops;
 
     plan->dummy = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, 64, NULL, &err);
     if (err != CL_SUCCESS) {
@@ -269,7 +277,7 @@ size_t clattn_plan_workspace_bytes(const clattn_plan *plan)
     return plan ? plan->workspace_bytes : 0;
 }
 
-cl_int clattn__set_args(cl_kernel kernel, int count, ...)
+cl_int clattn__set_args(cl_kernel kernel, cl_uint first, int count, ...)
 {
     cl_int err = CL_SUCCESS;
     va_list ap;
@@ -279,7 +287,7 @@ cl_int clattn__set_args(cl_kernel kernel, int count, ...)
         size_t size = va_arg(ap, size_t);
         const void *value = va_arg(ap, const void *);
 
-        err = clSetKernelArg(kernel, (cl_uint)i, size, value);
+        err = clSetKernelArg(kernel, first + (cl_uint)i, size, value);
     }
     va_end(ap);
     return err;

@@ -9,6 +9,7 @@
 
 typedef struct tiled {
     cl_kernel kernel;
+    int per_head; /* blocks per query head, or 0 when blocks pack heads */
     size_t global[2];
     size_t local[2];
 } tiled;
@@ -98,16 +99,20 @@ static clattn_status build(clattn_plan *plan, tiled *t)
                                 limit);
     }
 
-    size_t total_rows = (size_t)plan->group * plan->desc.q_len;
-    size_t per_group = (size_t)rows;
+    /* Blocks stay within one query head unless a head has fewer queries
+     * than a block, as in decode: then packing the group's heads into one
+     * block lets them share every K and V load. */
+    const size_t q_len = (size_t)plan->desc.q_len, per_block = (size_t)rows;
 
-    t->global[0] = (total_rows + per_group - 1) / per_group;
+    t->per_head = q_len >= per_block ? (int)((q_len + per_block - 1) / per_block) : 0;
+    t->global[0] = t->per_head ? (size_t)plan->group * t->per_head
+                               : (plan->group * q_len + per_block - 1) / per_block;
     t->global[1] = (size_t)plan->desc.batch * plan->desc.kv_heads;
     t->local[0] = 1;
     t->local[1] = 1;
     if (!cpu) {
-        t->global[0] *= per_group;
-        t->local[0] = per_group;
+        t->global[0] *= per_block;
+        t->local[0] = per_block;
     }
     return CLATTN_OK;
 }
@@ -127,6 +132,7 @@ static clattn_status set_fixed_args(clattn_plan *plan, tiled *t)
         {sizeof(int), &d->kv_len},
         {sizeof(int), &d->kv_heads},
         {sizeof(int), &plan->group},
+        {sizeof(int), &t->per_head},
         {sizeof(int), &plan->left},
         {sizeof(int), &plan->right},
         {sizeof(float), &scale_log2},
@@ -183,7 +189,7 @@ static clattn_status run(clattn_plan *plan, clattn_run_args *args)
     cl_event event;
     cl_int err;
 
-    err = clattn__set_args(t->kernel, 5, sizeof(cl_mem), &args->q, sizeof(cl_mem),
+    err = clattn__set_args(t->kernel, 0, 5, sizeof(cl_mem), &args->q, sizeof(cl_mem),
                            &args->k, sizeof(cl_mem), &args->v, sizeof(cl_mem), &args->o,
                            sizeof(cl_mem), &args->lse);
     if (err != CL_SUCCESS)
@@ -197,3 +203,12 @@ static clattn_status run(clattn_plan *plan, clattn_run_args *args)
 }
 
 const clattn_variant_ops clattn__tiled_ops = {setup, run, destroy};
+
+/*
+ * The window variant runs the same kernels: they already walk only the band
+ * of keys each block of rows may see (and mask only the tiles on its edges),
+ * which is what makes a window's cost grow with N * W rather than N^2. It is
+ * a variant of its own so that a window always reaches these kernels, however
+ * the tiled variant's kernels evolve for full attention.
+ */
+const clattn_variant_ops clattn__window_ops = {setup, run, destroy};

@@ -187,7 +187,7 @@ static const bad_field bad_fields[] = {
     BAD(v_head_dim, -1), BAD(v_head_dim, 257),
     BAD(dtype, 2), BAD(dtype, -1),
     BAD(layout, 2), BAD(layout, -1),
-    BAD(variant, 3), BAD(variant, -1),
+    BAD(variant, 5), BAD(variant, -1),
     BAD(kernel_shape, 3), BAD(kernel_shape, -1),
     BAD(window_left, -2), BAD(window_right, -2), BAD(window_right, INT_MIN),
     BAD(block_q, -1), BAD(block_k, -1),

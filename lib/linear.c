@@ -1,0 +1,202 @@
+/*
+ * The linear variant: kernel attention with a feature map, in chunks of keys
+ * (cl/linear.cl). Three launches: chunk states, a scan over chunks, and the
+ * output rows.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "internal.h"
+
+#define CHUNK 64
+
+typedef struct linear {
+    cl_kernel state, scan, output;
+    cl_mem phik, states;
+    size_t state_global[2], scan_global[2], out_global[2];
+} linear;
+
+static void destroy(clattn_plan *plan)
+{
+    linear *l = plan->impl;
+
+    if (!l)
+        return;
+    if (l->state)
+        clReleaseKernel(l->state);
+    if (l->scan)
+        clReleaseKernel(l->scan);
+    if (l->output)
+        clReleaseKernel(l->output);
+    if (l->phik)
+        clReleaseMemObject(l->phik);
+    if (l->states)
+        clReleaseMemObject(l->states);
+    free(l);
+    plan->impl = NULL;
+}
+
+static clattn_status check(clattn_plan *plan)
+{
+    const clattn_desc *d = &plan->desc;
+
+    if (d->want_lse)
+        return clattn__fail(plan->ctx, CLATTN_UNSUPPORTED,
+                            "desc.want_lse: linear attention has no log-sum-exp");
+    if (d->window_left != -1 || d->window_right != -1)
+        return clattn__fail(plan->ctx, CLATTN_UNSUPPORTED,
+                            "desc.window_left/window_right: linear attention takes no "
+                            "window (only causal)");
+    return CLATTN_OK;
+}
+
+static clattn_status workspace(clattn_plan *plan, linear *l, int chunks)
+{
+    const clattn_desc *d = &plan->desc;
+    const double heads = (double)d->batch * d->kv_heads;
+    const double phik = heads * d->kv_len * d->head_dim * sizeof(float);
+    const double states =
+        heads * (chunks + 1.0) * d->head_dim * (d->v_head_dim + 1.0) * sizeof(float);
+    const double limit = (double)plan->ctx->info.max_alloc;
+    cl_int err;
+
+    if (phik > limit || states > limit)
+        return clattn__fail(plan->ctx, CLATTN_DEVICE_MEMORY,
+                            "the linear variant's workspace (%.0f and %.0f bytes) exceeds "
+                            "the device's largest allocation (%.0f bytes)",
+                            phik, states, limit);
+    l->phik = clCreateBuffer(plan->ctx->cl_ctx, CL_MEM_READ_WRITE, (size_t)phik, NULL,
+                             &err);
+    if (err == CL_SUCCESS)
+        l->states = clCreateBuffer(plan->ctx->cl_ctx, CL_MEM_READ_WRITE, (size_t)states,
+                                   NULL, &err);
+    if (err != CL_SUCCESS)
+        return clattn__cl_fail(plan->ctx, err, "clCreateBuffer (linear workspace)");
+    plan->workspace_bytes = (size_t)phik + (size_t)states;
+    return CLATTN_OK;
+}
+
+static clattn_status kernels(clattn_plan *plan, linear *l)
+{
+    char options[512];
+    cl_program program;
+    clattn_status status;
+    cl_int err;
+    int n;
+
+    n = clattn__common_options(plan, options, sizeof(options));
+    snprintf(options + n, sizeof(options) - n, " -D FEATURE=%d -D LC=%d",
+             (int)plan->desc.feature_map, CHUNK);
+    status = clattn__program_get(plan->ctx, "linear", options, &program);
+    if (status)
+        return status;
+    l->state = clCreateKernel(program, "linear_chunk_state", &err);
+    if (err == CL_SUCCESS)
+        l->scan = clCreateKernel(program, "linear_scan", &err);
+    if (err == CL_SUCCESS)
+        l->output = clCreateKernel(program, "linear_output", &err);
+    clReleaseProgram(program);
+    if (err != CL_SUCCESS)
+        return clattn__cl_fail(plan->ctx, err, "clCreateKernel");
+    return CLATTN_OK;
+}
+
+/* Everything but the tensors, which change per run. */
+static clattn_status fixed_args(clattn_plan *plan, linear *l, int chunks)
+{
+    const clattn_desc *d = &plan->desc;
+    const int k_ss = (int)plan->k_str.seq, v_ss = (int)plan->v_str.seq;
+    const int q_ss = (int)plan->q_str.seq, o_ss = (int)plan->o_str.seq;
+    cl_int err;
+
+    err = clattn__set_args(l->state, 2, 11, sizeof(cl_mem), &l->phik, sizeof(cl_mem),
+                           &l->states, sizeof(int), &d->kv_len, sizeof(int), &d->kv_heads,
+                           sizeof(int), &chunks, sizeof(cl_ulong), &plan->k_str.batch,
+                           sizeof(cl_ulong), &plan->k_str.head, sizeof(int), &k_ss,
+                           sizeof(cl_ulong), &plan->v_str.batch, sizeof(cl_ulong),
+                           &plan->v_str.head, sizeof(int), &v_ss);
+    if (err == CL_SUCCESS)
+        err = clattn__set_args(l->scan, 0, 2, sizeof(cl_mem), &l->states, sizeof(int),
+                               &chunks);
+    if (err == CL_SUCCESS)
+        err = clattn__set_args(l->output, 2, 2, sizeof(cl_mem), &l->phik, sizeof(cl_mem),
+                               &l->states);
+    if (err == CL_SUCCESS)
+        err = clattn__set_args(
+            l->output, 5, 14, sizeof(int), &d->q_len, sizeof(int), &d->kv_len,
+            sizeof(int), &d->kv_heads, sizeof(int), &plan->group, sizeof(int), &chunks,
+            sizeof(cl_ulong), &plan->q_str.batch, sizeof(cl_ulong), &plan->q_str.head,
+            sizeof(int), &q_ss, sizeof(cl_ulong), &plan->v_str.batch, sizeof(cl_ulong),
+            &plan->v_str.head, sizeof(int), &v_ss, sizeof(cl_ulong), &plan->o_str.batch,
+            sizeof(cl_ulong), &plan->o_str.head, sizeof(int), &o_ss);
+    if (err != CL_SUCCESS)
+        return clattn__cl_fail(plan->ctx, err, "clSetKernelArg");
+    return CLATTN_OK;
+}
+
+static clattn_status setup(clattn_plan *plan)
+{
+    const clattn_desc *d = &plan->desc;
+    const int chunks = (d->kv_len + CHUNK - 1) / CHUNK;
+    const size_t heads = (size_t)d->batch * d->kv_heads;
+    linear *l;
+    clattn_status status;
+
+    if ((status = check(plan)))
+        return status;
+    l = calloc(1, sizeof(*l));
+    if (!l)
+        return clattn__fail(plan->ctx, CLATTN_HOST_MEMORY, "out of host memory");
+    plan->impl = l;
+    if ((status = workspace(plan, l, chunks)) || (status = kernels(plan, l)) ||
+        (status = fixed_args(plan, l, chunks)))
+        return status;
+
+    l->state_global[0] = (size_t)chunks;
+    l->state_global[1] = heads;
+    l->scan_global[0] = (size_t)d->head_dim * (d->v_head_dim + 1);
+    l->scan_global[1] = heads;
+    l->out_global[0] = (size_t)plan->group * d->q_len;
+    l->out_global[1] = heads;
+    return CLATTN_OK;
+}
+
+static clattn_status launch(clattn_plan *plan, clattn_run_args *args, cl_kernel kernel,
+                            const size_t *global, const char *name)
+{
+    static const size_t one[2] = {1, 1};
+    const int per_item = kernel == ((linear *)plan->impl)->state;
+    cl_event event;
+    cl_int err;
+
+    err = clEnqueueNDRangeKernel(plan->ctx->queue, kernel, 2, NULL, global,
+                                 per_item ? one : NULL, 0, NULL, &event);
+    if (err != CL_SUCCESS)
+        return clattn__cl_fail(plan->ctx, err, name);
+    clattn__run_track(args, event);
+    return CLATTN_OK;
+}
+
+static clattn_status run(clattn_plan *plan, clattn_run_args *args)
+{
+    linear *l = plan->impl;
+    clattn_status status;
+    cl_int err;
+
+    err = clattn__set_args(l->state, 0, 2, sizeof(cl_mem), &args->k, sizeof(cl_mem),
+                           &args->v);
+    if (err == CL_SUCCESS)
+        err = clattn__set_args(l->output, 0, 2, sizeof(cl_mem), &args->q, sizeof(cl_mem),
+                               &args->v);
+    if (err == CL_SUCCESS)
+        err = clSetKernelArg(l->output, 4, sizeof(cl_mem), &args->o);
+    if (err != CL_SUCCESS)
+        return clattn__cl_fail(plan->ctx, err, "clSetKernelArg");
+
+    if ((status = launch(plan, args, l->state, l->state_global, "linear chunk states")) ||
+        (status = launch(plan, args, l->scan, l->scan_global, "linear scan")))
+        return status;
+    return launch(plan, args, l->output, l->out_global, "linear output");
+}
+
+const clattn_variant_ops clattn__linear_ops = {setup, run, destroy};
