@@ -131,6 +131,8 @@ typedef struct clattn_context_options {
      */
     const char *cache_dir;
     int disable_disk_cache;
+    /** The tuning database; NULL: see clattn_tuning_file(). */
+    const char *tuning_file;
     /** Receives errors, warnings (e.g. build logs) and notes. NULL: silent. */
     clattn_log_fn log;
     void *log_cookie;
@@ -354,6 +356,55 @@ CLATTN_API clattn_status clattn_plan_run_timed(clattn_plan *plan, cl_mem q, cl_m
 CLATTN_API clattn_status clattn_plan_run_host(clattn_plan *plan, const void *q,
                                               const void *k, const void *v, void *o,
                                               float *lse);
+
+/*
+ * Tuning.
+ *
+ * Plans whose descriptor leaves kernel_shape AUTO and block_q/block_k 0 take
+ * their kernel shape and tiles from, in order: the tuning database (entries
+ * that `clattn tune` measured on this device, for this variant, dtype and head
+ * sizes), the built-in table of starting points per vendor and device type,
+ * and the defaults. A database entry counts only while the platform, device,
+ * driver version and kernel source it was measured with are unchanged; stale
+ * or malformed lines are ignored, never trusted. Plan creation never tunes.
+ */
+typedef struct clattn_tuning {
+    clattn_kernel_shape kernel_shape; /**< CPU or GPU */
+    int block_q;
+    int block_k;
+} clattn_tuning;
+
+typedef enum clattn_tuning_origin {
+    CLATTN_TUNING_DEFAULT = 0,  /**< nothing matched: the library's defaults */
+    CLATTN_TUNING_BUILTIN = 1,  /**< the built-in table, by vendor and type */
+    CLATTN_TUNING_DATABASE = 2, /**< a measured entry of the tuning database */
+} clattn_tuning_origin;
+
+/**
+ * The tuning database the context reads and writes: the tuning_file option,
+ * else CLATTN_TUNING_FILE, else tuning.txt in $XDG_CACHE_HOME/clattn or
+ * $HOME/.cache/clattn. A human-readable text file, one entry per line.
+ */
+CLATTN_API const char *clattn_tuning_file(const clattn_context *ctx);
+
+/**
+ * What a plan for desc (variant tiled or window) would use, ignoring the
+ * descriptor's own shape and tile fields, and where it comes from (origin
+ * may be NULL). Returns OK, INVALID_ARGUMENT or UNSUPPORTED (a variant
+ * without tunable tiles).
+ */
+CLATTN_API clattn_status clattn_tuning_lookup(clattn_context *ctx, const clattn_desc *desc,
+                                              clattn_tuning *tuning,
+                                              clattn_tuning_origin *origin);
+
+/**
+ * Records tuning as the measured best for desc's kernel configuration on the
+ * context's device (variant, dtype and head sizes), replacing any entry for
+ * the same key, with gflops as a note. The file is rewritten atomically.
+ * Returns OK, INVALID_ARGUMENT, UNSUPPORTED or IO_ERROR.
+ */
+CLATTN_API clattn_status clattn_tuning_save(clattn_context *ctx, const clattn_desc *desc,
+                                            const clattn_tuning *tuning, double gflops);
 
 #ifdef __cplusplus
 }

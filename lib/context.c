@@ -214,6 +214,7 @@ static clattn_status finish_context(clattn_context **out, cl_context cl_ctx,
     ctx->log_cookie = options->log_cookie;
     ctx->log_level = options->log_level;
     ctx->cache_dir = resolve_cache_dir(options);
+    ctx->tuning_file = clattn__tuning_path(options->tuning_file);
     pthread_mutex_init(&ctx->lock, NULL);
 
     clRetainContext(cl_ctx);
@@ -306,6 +307,7 @@ void clattn_context_destroy(clattn_context *ctx)
     clReleaseContext(ctx->cl_ctx);
     pthread_mutex_destroy(&ctx->lock);
     free(ctx->cache_dir);
+    free(ctx->tuning_file);
     free(ctx);
 }
 

@@ -46,7 +46,8 @@ struct clattn_context {
     pthread_mutex_t lock;
     clattn_cached_program *programs;
     clattn_stats stats;
-    char *cache_dir; /* NULL when the disk cache is off */
+    char *cache_dir;   /* NULL when the disk cache is off */
+    char *tuning_file; /* NULL when there is nowhere to keep one */
 
     char message[CLATTN_MESSAGE_SIZE];
 };
@@ -76,6 +77,15 @@ cl_int clattn__device_info(cl_device_id device, clattn_device_info *info);
  */
 clattn_status clattn__program_get(clattn_context *ctx, const char *family,
                                   const char *options, cl_program *program);
+
+/* The hash of the source a family is built from (prelude included). */
+uint64_t clattn__source_hash(const char *family);
+
+/* Creates the folders above path; 0 on success. */
+int clattn__mkdir_for(const char *path);
+
+/* The tuning database's path for a context option (NULL: environment). */
+char *clattn__tuning_path(const char *option);
 
 /* Releases every cached program of the context. */
 void clattn__programs_release(clattn_context *ctx);
@@ -118,9 +128,10 @@ struct clattn_plan {
     const clattn_variant_ops *ops;
     size_t bytes[5]; /* per clattn_tensor */
     clattn_strides q_str, k_str, v_str, o_str;
-    int group;       /* query heads per key/value head */
-    int left, right; /* window as kernel arguments, never -1 */
-    int masked;      /* any mask at all */
+    int group;            /* query heads per key/value head */
+    int left, right;      /* window as kernel arguments, never -1 */
+    int masked;           /* any mask at all */
+    clattn_tuning tuning; /* the shape and tiles the tuning sources suggest */
     size_t workspace_bytes;
     cl_mem dummy; /* bound where an optional buffer is absent */
     void *impl;   /* the variant's own state */

@@ -61,12 +61,13 @@ static clattn_status workspace(clattn_plan *plan, linear *l, int chunks)
     cl_int err;
 
     if (phik > limit || states > limit)
-        return clattn__fail(plan->ctx, CLATTN_DEVICE_MEMORY,
-                            "the linear variant's workspace (%.0f and %.0f bytes) exceeds "
-                            "the device's largest allocation (%.0f bytes)",
-                            phik, states, limit);
-    l->phik = clCreateBuffer(plan->ctx->cl_ctx, CL_MEM_READ_WRITE, (size_t)phik, NULL,
-                             &err);
+        return clattn__fail(
+            plan->ctx, CLATTN_DEVICE_MEMORY,
+            "the linear variant's workspace (%.0f and %.0f bytes) exceeds "
+            "the device's largest allocation (%.0f bytes)",
+            phik, states, limit);
+    l->phik =
+        clCreateBuffer(plan->ctx->cl_ctx, CL_MEM_READ_WRITE, (size_t)phik, NULL, &err);
     if (err == CL_SUCCESS)
         l->states = clCreateBuffer(plan->ctx->cl_ctx, CL_MEM_READ_WRITE, (size_t)states,
                                    NULL, &err);

@@ -188,9 +188,7 @@ static clattn_kernel_shape choose_shape(const clattn_plan *plan)
 {
     if (plan->desc.kernel_shape != CLATTN_SHAPE_AUTO)
         return plan->desc.kernel_shape;
-    if (plan->ctx->info.type & CL_DEVICE_TYPE_CPU)
-        return CLATTN_SHAPE_CPU;
-    return CLATTN_SHAPE_GPU;
+    return plan->tuning.kernel_shape;
 }
 
 clattn_status clattn_plan_create(clattn_plan **out, clattn_context *ctx,
@@ -231,6 +229,10 @@ clattn_status clattn_plan_create(clattn_plan **out, clattn_context *ctx,
     plan->group = plan->desc.q_heads / plan->desc.kv_heads;
     window_args(plan);
     plan->variant = choose_variant(plan);
+    plan->tuning.kernel_shape =
+        ctx->info.type & CL_DEVICE_TYPE_CPU ? CLATTN_SHAPE_CPU : CLATTN_SHAPE_GPU;
+    if (plan->variant == CLATTN_VARIANT_TILED || plan->variant == CLATTN_VARIANT_WINDOW)
+        clattn_tuning_lookup(ctx, &plan->desc, &plan->tuning, NULL);
     plan->shape = choose_shape(plan);
     plan->ops = plan->variant == CLATTN_VARIANT_NAIVE    ? &clattn__naive_ops
                 : plan->variant == CLATTN_VARIANT_WINDOW ? &clattn__window_ops

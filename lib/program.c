@@ -151,6 +151,15 @@ done:
     return bin;
 }
 
+uint64_t clattn__source_hash(const char *family)
+{
+    const char *prelude = find_source("prelude"), *body = find_source(family);
+    uint64_t h = hash_str(prelude ? prelude : "");
+
+    h = fnv1a(h, "\n", 1);
+    return fnv1a(h, body ? body : "", body ? strlen(body) : 0);
+}
+
 static int mkdir_p(const char *dir)
 {
     char buf[4096];
@@ -168,6 +177,21 @@ static int mkdir_p(const char *dir)
         *p = '/';
     }
     return mkdir(buf, 0755) && errno != EEXIST ? -1 : 0;
+}
+
+int clattn__mkdir_for(const char *path)
+{
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    size_t n = slash ? (size_t)(slash - path) : 0;
+
+    if (n == 0)
+        return 0;
+    if (n >= sizeof(dir))
+        return -1;
+    memcpy(dir, path, n);
+    dir[n] = '\0';
+    return mkdir_p(dir);
 }
 
 /* Writes to a temporary file and renames it, so readers never see half. */

@@ -20,8 +20,10 @@ static clattn_status cpu_tiles(clattn_plan *plan, int *rows, int *keys)
 {
     const clattn_desc *d = &plan->desc;
 
-    *rows = d->block_q ? d->block_q : 16;
-    *keys = d->block_k ? d->block_k : 32;
+    const int tuned = plan->tuning.kernel_shape == CLATTN_SHAPE_CPU;
+
+    *rows = d->block_q ? d->block_q : tuned ? plan->tuning.block_q : 16;
+    *keys = d->block_k ? d->block_k : tuned ? plan->tuning.block_k : 32;
     if (*rows % 8 || *rows > 64)
         return clattn__fail(plan->ctx, CLATTN_INVALID_ARGUMENT,
                             "desc.block_q is %d; the CPU shape needs a multiple of 8 "
@@ -42,7 +44,9 @@ static clattn_status gpu_tiles(clattn_plan *plan, int *rows, int *keys)
     const clattn_device_info *info = &plan->ctx->info;
     size_t per_key = (size_t)(d->head_dim + d->v_head_dim) * sizeof(float);
 
-    *rows = d->block_q ? d->block_q : 64;
+    const int tuned = plan->tuning.kernel_shape == CLATTN_SHAPE_GPU;
+
+    *rows = d->block_q ? d->block_q : tuned ? plan->tuning.block_q : 64;
     if (!d->block_q && (size_t)*rows > info->max_work_group)
         *rows = (int)info->max_work_group;
     if ((size_t)*rows > info->max_work_group)
@@ -50,7 +54,7 @@ static clattn_status gpu_tiles(clattn_plan *plan, int *rows, int *keys)
                             "desc.block_q is %d; the device's work-groups hold at most "
                             "%zu work-items",
                             *rows, info->max_work_group);
-    *keys = d->block_k ? d->block_k : 32;
+    *keys = d->block_k ? d->block_k : tuned ? plan->tuning.block_k : 32;
     if (!d->block_k)
         while (*keys > 1 && *keys * per_key > info->local_mem / 2)
             *keys /= 2;
