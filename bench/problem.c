@@ -363,6 +363,131 @@ static int reference(problem *p)
     return status;
 }
 
+/* The feature map of linear attention, in double. */
+static double feature(clattn_feature_map map, double x)
+{
+    if (map == CLATTN_FEATURE_RELU)
+        return x > 0.0 ? x : 0.0;
+    return x > 0.0 ? x + 1.0 : exp(x);
+}
+
+/*
+ * The running sums of linear attention for one (batch, head): S (D x Dv,
+ * row-major) and z (D) over the keys added so far, so that a causal head costs
+ * O(N * D * Dv) instead of a sum per row.
+ */
+typedef struct linear_state {
+    tensor_shape q, k, v, o;
+    double *s, *z, *phi;
+    long long added;
+} linear_state;
+
+static void linear_add_key(const problem *p, linear_state *st, size_t b, size_t kv_head)
+{
+    const clattn_desc *d = &p->desc;
+    const float *k = p->kf + row_offset(&st->k, b, kv_head, (size_t)st->added);
+    const float *v = p->vf + row_offset(&st->v, b, kv_head, (size_t)st->added);
+
+    for (int c = 0; c < d->head_dim; c++) {
+        double phi = feature(d->feature_map, k[c]);
+        double *s_row = st->s + (size_t)c * d->v_head_dim;
+
+        st->z[c] += phi;
+        for (int e = 0; e < d->v_head_dim; e++)
+            s_row[e] += phi * v[e];
+    }
+    st->added++;
+}
+
+/*
+ * Writes output row i from the current sums and returns the log of its
+ * normalizer phi(q_i) . z_i, -INFINITY when that is 0: then the row, like a
+ * row that sees no key, must come out exactly zero.
+ */
+static double linear_apply(const problem *p, linear_state *st, size_t b, size_t h, int i)
+{
+    const clattn_desc *d = &p->desc;
+    const float *q = p->qf + row_offset(&st->q, b, h, (size_t)i);
+    double *out = p->o_ref + row_offset(&st->o, b, h, (size_t)i);
+    double normalizer = 0.0;
+
+    memset(out, 0, (size_t)d->v_head_dim * sizeof *out);
+    for (int c = 0; c < d->head_dim; c++) {
+        const double *s_row = st->s + (size_t)c * d->v_head_dim;
+
+        st->phi[c] = feature(d->feature_map, q[c]);
+        normalizer += st->phi[c] * st->z[c];
+        for (int e = 0; e < d->v_head_dim; e++)
+            out[e] += st->phi[c] * s_row[e];
+    }
+
+    for (int e = 0; e < d->v_head_dim; e++)
+        out[e] /= normalizer + 1e-6;
+    return log(normalizer);
+}
+
+/* One (batch, query head): rows in order, each adding the keys it newly sees. */
+static void linear_head(const problem *p, linear_state *st, size_t b, size_t h)
+{
+    const clattn_desc *d = &p->desc;
+    size_t kv_head = h / (size_t)(d->q_heads / d->kv_heads);
+    double *lse = p->lse_ref + (b * d->q_heads + h) * d->q_len;
+
+    memset(st->s, 0, (size_t)d->head_dim * d->v_head_dim * sizeof(double));
+    memset(st->z, 0, (size_t)d->head_dim * sizeof(double));
+    st->added = 0;
+
+    for (int i = 0; i < d->q_len; i++) {
+        long long last = d->kv_len - 1;
+
+        if (d->causal && (long long)i + d->kv_len - d->q_len < last)
+            last = (long long)i + d->kv_len - d->q_len;
+        while (st->added <= last)
+            linear_add_key(p, st, b, kv_head);
+
+        if (last < 0) {
+            memset(p->o_ref + row_offset(&st->o, b, h, (size_t)i), 0,
+                   (size_t)d->v_head_dim * sizeof(double));
+            lse[i] = -INFINITY;
+        } else {
+            lse[i] = linear_apply(p, st, b, h, i);
+        }
+    }
+}
+
+/*
+ * The reference of the linear variant. lse_ref has no log-sum-exp to hold;
+ * it holds the log of each row's normalizer instead, so that rows that must
+ * be zero are marked -INFINITY as for softmax.
+ */
+static int linear_reference(problem *p)
+{
+    const clattn_desc *d = &p->desc;
+    linear_state st = {
+        .q = {(size_t)d->q_heads, (size_t)d->q_len, (size_t)d->head_dim, d->layout},
+        .k = {(size_t)d->kv_heads, (size_t)d->kv_len, (size_t)d->head_dim, d->layout},
+        .v = {(size_t)d->kv_heads, (size_t)d->kv_len, (size_t)d->v_head_dim, d->layout},
+        .o = {(size_t)d->q_heads, (size_t)d->q_len, (size_t)d->v_head_dim, d->layout},
+        .s = malloc((size_t)d->head_dim * d->v_head_dim * sizeof(double)),
+        .z = malloc((size_t)d->head_dim * sizeof(double)),
+        .phi = malloc((size_t)d->head_dim * sizeof(double)),
+    };
+    int status = -1;
+
+    if (st.s && st.z && st.phi) {
+        for (size_t b = 0; b < (size_t)d->batch; b++) {
+            for (size_t h = 0; h < (size_t)d->q_heads; h++)
+                linear_head(p, &st, b, h);
+        }
+        status = 0;
+    }
+
+    free(st.s);
+    free(st.z);
+    free(st.phi);
+    return status;
+}
+
 /*
  * Query rows get a random gain of 1/4 to 4, so that some rows have nearly
  * uniform weights and others are dominated by a few keys.
@@ -447,6 +572,7 @@ static int allocate(problem *p)
 int problem_init(problem *p, const clattn_desc *desc, uint64_t seed)
 {
     clattn_desc *d = &p->desc;
+    int status;
 
     memset(p, 0, sizeof *p);
     *d = *desc;
@@ -476,7 +602,8 @@ int problem_init(problem *p, const clattn_desc *desc, uint64_t seed)
     fill_input(p, p->kf, p->k, p->k_count, 1);
     fill_input(p, p->vf, p->v, p->v_count, 2);
 
-    if (reference(p) != 0) {
+    status = d->variant == CLATTN_VARIANT_LINEAR ? linear_reference(p) : reference(p);
+    if (status != 0) {
         problem_free(p);
         return -1;
     }

@@ -24,14 +24,19 @@ typedef struct problem {
     float *qf, *kf, *vf;
 
     /* The float64 reference, in the output layout, and the log-sum-exp
-     * [batch, q_heads, q_len] (-INFINITY for rows that see no key). */
+     * [batch, q_heads, q_len] (-INFINITY for rows that see no key). The
+     * linear variant has no log-sum-exp: there lse_ref holds the log of each
+     * row's normalizer phi(q_i) . z_i, -INFINITY where the output row must
+     * be exactly zero (no key seen, or a zero normalizer under relu). */
     double *o_ref, *lse_ref;
 } problem;
 
 /*
  * Fills inputs with fresh pseudo-random values from seed and computes the
- * reference. desc must be valid (clattn_plan_create would accept it). Returns
- * 0, or -1 when memory runs out (p is then left empty).
+ * reference: of linear attention when desc->variant is LINEAR (with
+ * desc->feature_map), else of softmax attention. desc must be valid
+ * (clattn_plan_create would accept it). Returns 0, or -1 when memory runs out
+ * (p is then left empty).
  */
 int problem_init(problem *p, const clattn_desc *desc, uint64_t seed);
 

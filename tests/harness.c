@@ -56,9 +56,18 @@ int harness_teardown(void **state)
 
 static const char *variant_name(clattn_variant v)
 {
-    return v == CLATTN_VARIANT_NAIVE   ? "naive"
-           : v == CLATTN_VARIANT_TILED ? "tiled"
-                                       : "auto";
+    switch (v) {
+    case CLATTN_VARIANT_NAIVE:
+        return "naive";
+    case CLATTN_VARIANT_TILED:
+        return "tiled";
+    case CLATTN_VARIANT_WINDOW:
+        return "window";
+    case CLATTN_VARIANT_LINEAR:
+        return "linear";
+    default:
+        return "auto";
+    }
 }
 
 static const char *shape_name(clattn_kernel_shape s)
@@ -66,17 +75,24 @@ static const char *shape_name(clattn_kernel_shape s)
     return s == CLATTN_SHAPE_CPU ? "cpu" : s == CLATTN_SHAPE_GPU ? "gpu" : "auto";
 }
 
+static const char *feature_name(const clattn_desc *d)
+{
+    if (d->variant != CLATTN_VARIANT_LINEAR)
+        return "";
+    return d->feature_map == CLATTN_FEATURE_RELU ? " phi=relu" : " phi=elu1";
+}
+
 void harness_describe(const clattn_desc *d, char *buf, size_t size)
 {
     snprintf(buf, size,
              "%s/%s %s %s batch=%d heads=%d/%d len=%d/%d dim=%d/%d scale=%g causal=%d "
-             "window=%d/%d lse=%d block=%d/%d",
+             "window=%d/%d lse=%d block=%d/%d%s",
              variant_name(d->variant), shape_name(d->kernel_shape),
              d->dtype == CLATTN_F16 ? "f16" : "f32",
              d->layout == CLATTN_LAYOUT_BSHD ? "bshd" : "bhsd", d->batch, d->q_heads,
              d->kv_heads, d->q_len, d->kv_len, d->head_dim, d->v_head_dim,
              (double)d->scale, d->causal, d->window_left, d->window_right, d->want_lse,
-             d->block_q, d->block_k);
+             d->block_q, d->block_k, feature_name(d));
 }
 
 void harness_expect(clattn_context *ctx, clattn_status status, clattn_status want,
@@ -115,8 +131,8 @@ static size_t check_empty_rows(const problem *p, const void *o)
         rows++;
         for (size_t c = 0; c < (size_t)d->v_head_dim; c++) {
             if (!is_zero(p, o, row * d->v_head_dim + c)) {
-                print_error("row %zu (batch %zu, head %zu, query %zu) sees no key but "
-                            "its output is not zero\n",
+                print_error("row %zu (batch %zu, head %zu, query %zu) must be zero "
+                            "(it sees no key, or no weight) but is not\n",
                             r, b, h, i);
                 fail();
             }
@@ -320,8 +336,16 @@ static void check_choice(const clattn_plan *plan, const clattn_desc *desc)
     assert_int_not_equal(shape, CLATTN_SHAPE_AUTO);
     if (desc->variant != CLATTN_VARIANT_AUTO)
         assert_int_equal(variant, desc->variant);
-    if (variant == CLATTN_VARIANT_TILED && desc->kernel_shape != CLATTN_SHAPE_AUTO)
+    /* The linear variant may run the same kernels for both shapes. */
+    if ((variant == CLATTN_VARIANT_TILED || variant == CLATTN_VARIANT_WINDOW) &&
+        desc->kernel_shape != CLATTN_SHAPE_AUTO)
         assert_int_equal(shape, desc->kernel_shape);
+
+    /* Auto takes the window variant exactly when a window bound is set. */
+    if (desc->variant == CLATTN_VARIANT_AUTO)
+        assert_int_equal(variant, desc->window_left != -1 || desc->window_right != -1
+                                      ? CLATTN_VARIANT_WINDOW
+                                      : CLATTN_VARIANT_TILED);
 
     /* The naive variant materializes the scores, so it must hold workspace. */
     if (variant == CLATTN_VARIANT_NAIVE)

@@ -43,7 +43,8 @@ void harness_expect(clattn_context *ctx, clattn_status status, clattn_status wan
 
 /*
  * Checks an output (storage form) and a log-sum-exp (NULL to skip) against
- * the reference: errors within tolerance, and rows that see no key exactly 0.
+ * the reference: errors within tolerance, and rows that see no key (for
+ * linear attention, also rows with no weight) exactly 0.
  */
 void harness_check_output(const problem *p, const void *o, const float *lse);
 

@@ -64,6 +64,7 @@ static void defaults(void **state)
     assert_int_equal(d.want_lse, 0);
     assert_int_equal(d.variant, CLATTN_VARIANT_AUTO);
     assert_int_equal(d.kernel_shape, CLATTN_SHAPE_AUTO);
+    assert_int_equal(d.feature_map, CLATTN_FEATURE_ELU1);
     assert_int_equal(d.block_q, 0);
     assert_int_equal(d.block_k, 0);
 
@@ -189,6 +190,7 @@ static const bad_field bad_fields[] = {
     BAD(layout, 2), BAD(layout, -1),
     BAD(variant, 5), BAD(variant, -1),
     BAD(kernel_shape, 3), BAD(kernel_shape, -1),
+    BAD(feature_map, 2), BAD(feature_map, -1),
     BAD(window_left, -2), BAD(window_right, -2), BAD(window_right, INT_MIN),
     BAD(block_q, -1), BAD(block_k, -1),
 };
@@ -254,6 +256,89 @@ static void bad_scales(void **state)
         printf("desc.scale = %g\n", (double)scales[i]);
         expect_rejected(&d, "scale", CLATTN_INVALID_ARGUMENT);
     }
+}
+
+/* Linear attention has no log-sum-exp and no mask but the causal one. */
+static void linear_refuses_lse_and_windows(void **state)
+{
+    const int windows[][2] = {{0, -1}, {5, -1}, {-1, 0}, {-1, 7}, {3, 3}};
+    clattn_desc d;
+
+    (void)state;
+    base_desc(&d);
+    d.variant = CLATTN_VARIANT_LINEAR;
+    d.want_lse = 1;
+    expect_rejected(&d, "want_lse", CLATTN_UNSUPPORTED);
+
+    for (size_t i = 0; i < sizeof(windows) / sizeof(windows[0]); i++) {
+        base_desc(&d);
+        d.variant = CLATTN_VARIANT_LINEAR;
+        d.causal = 1;
+        d.window_left = windows[i][0];
+        d.window_right = windows[i][1];
+        printf("linear with window %d,%d\n", d.window_left, d.window_right);
+        expect_rejected(&d, "window", CLATTN_UNSUPPORTED);
+    }
+
+    base_desc(&d);
+    d.variant = CLATTN_VARIANT_LINEAR;
+    d.feature_map = (clattn_feature_map)2;
+    expect_rejected(&d, "feature_map", CLATTN_INVALID_ARGUMENT);
+}
+
+/* Linear takes causal, both feature maps, a scale it ignores and both shapes. */
+static void linear_accepts_its_options(void **state)
+{
+    const clattn_kernel_shape shapes[] = {CLATTN_SHAPE_AUTO, CLATTN_SHAPE_CPU,
+                                          CLATTN_SHAPE_GPU};
+    clattn_desc d;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+        clattn_plan *plan = NULL;
+
+        base_desc(&d);
+        d.variant = CLATTN_VARIANT_LINEAR;
+        d.kernel_shape = shapes[i];
+        d.causal = (int)(i % 2);
+        d.feature_map = i == 1 ? CLATTN_FEATURE_RELU : CLATTN_FEATURE_ELU1;
+        d.scale = 0.5f;
+        EXPECT_OK(harness_ctx, clattn_plan_create(&plan, harness_ctx, &d));
+        assert_int_equal(clattn_plan_variant(plan), CLATTN_VARIANT_LINEAR);
+        assert_int_not_equal(clattn_plan_kernel_shape(plan), CLATTN_SHAPE_AUTO);
+        clattn_plan_destroy(plan);
+    }
+}
+
+static clattn_variant auto_choice(int causal, int left, int right)
+{
+    clattn_plan *plan = NULL;
+    clattn_variant variant;
+    clattn_desc d;
+
+    base_desc(&d);
+    d.variant = CLATTN_VARIANT_AUTO;
+    d.causal = causal;
+    d.window_left = left;
+    d.window_right = right;
+    EXPECT_OK(harness_ctx, clattn_plan_create(&plan, harness_ctx, &d));
+    variant = clattn_plan_variant(plan);
+    clattn_plan_destroy(plan);
+    printf("auto, causal %d, window %d,%d: variant %d\n", causal, left, right,
+           (int)variant);
+    return variant;
+}
+
+/* Auto takes the window variant exactly when a window bound is set. */
+static void auto_picks_window_for_windows(void **state)
+{
+    (void)state;
+    assert_int_equal(auto_choice(0, -1, -1), CLATTN_VARIANT_TILED);
+    assert_int_equal(auto_choice(1, -1, -1), CLATTN_VARIANT_TILED);
+    assert_int_equal(auto_choice(0, 8, 8), CLATTN_VARIANT_WINDOW);
+    assert_int_equal(auto_choice(1, 31, -1), CLATTN_VARIANT_WINDOW);
+    assert_int_equal(auto_choice(0, -1, 0), CLATTN_VARIANT_WINDOW);
+    assert_int_equal(auto_choice(0, 100000, 100000), CLATTN_VARIANT_WINDOW);
 }
 
 /* The header leaves open which of the two a non-dividing kv_heads is. */
@@ -674,6 +759,9 @@ int main(void)
         cmocka_unit_test(base_desc_is_accepted),
         cmocka_unit_test(every_field_out_of_range),
         cmocka_unit_test(bad_scales),
+        cmocka_unit_test(linear_refuses_lse_and_windows),
+        cmocka_unit_test(linear_accepts_its_options),
+        cmocka_unit_test(auto_picks_window_for_windows),
         cmocka_unit_test(kv_heads_must_divide),
         cmocka_unit_test(overflow_is_invalid_shape),
         cmocka_unit_test(naive_workspace_too_large),

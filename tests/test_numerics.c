@@ -1,7 +1,8 @@
 /*
  * Accuracy against the float64 reference. This file is built once per
  * variant and kernel shape (TEST_VARIANT, TEST_SHAPE), so every case runs on
- * each of them. The cases reuse a small set of head sizes, dtypes and masks,
+ * each of them; the window bands skip the naive variant, whose cost does not
+ * depend on the mask. The cases reuse a small set of head sizes, dtypes and masks,
  * because each distinct set of compile-time options costs a program build.
  */
 #include <stdio.h>
@@ -127,6 +128,50 @@ static const struct CMUnitTest windows[] = {
          .head_dim = 128, .causal = 1, WINDOW(64, -1), .want_lse = 1),
 };
 
+/*
+ * Bands for the window variant, which visits only the keys inside them, so
+ * the band's edges must fall right wherever they cut a tile: narrow and
+ * wide, lopsided, off the diagonal when the lengths differ, and empty.
+ */
+static const struct CMUnitTest window_bands[] = {
+    CASE(band_1_1_len77_lse, .q_len = 77, .head_dim = 64, WINDOW(1, 1), .want_lse = 1),
+    CASE(band_1_0_len1, .q_len = 1, .head_dim = 64, WINDOW(1, 0)),
+    CASE(band_0_1_len7, .q_len = 7, .head_dim = 64, WINDOW(0, 1), .want_lse = 1),
+    CASE(band_3_20_len257, .q_len = 257, .head_dim = 64, WINDOW(3, 20)),
+    CASE(band_20_3_len100_bshd, .q_len = 100, .head_dim = 64, WINDOW(20, 3),
+         .layout = CLATTN_LAYOUT_BSHD, .want_lse = 1),
+    CASE(band_left_only_wider, .q_len = 33, .head_dim = 64, WINDOW(5000, -1)),
+    CASE(band_right_only_wider_lse, .q_len = 33, .head_dim = 64, WINDOW(-1, 5000),
+         .want_lse = 1),
+    /* Mistral: causal with the W = 32 latest keys, the row's own included. */
+    CASE(mistral_causal_31, .q_heads = 2, .q_len = 300, .head_dim = 64, .causal = 1,
+         WINDOW(31, -1), .want_lse = 1),
+    CASE(longformer_32_32_bshd, .batch = 2, .q_heads = 2, .q_len = 300, .head_dim = 64,
+         .layout = CLATTN_LAYOUT_BSHD, WINDOW(32, 32)),
+    CASE(cross_q50_kv300, .q_len = 50, .kv_len = 300, .head_dim = 64, WINDOW(16, 4),
+         .want_lse = 1),
+    CASE(cross_causal_q77_kv300, .q_len = 77, .kv_len = 300, .head_dim = 64, .causal = 1,
+         WINDOW(40, 9), .want_lse = 1),
+    /* Rows with i' + 5 < 0 see no key; the last rows see the whole band. */
+    CASE(cross_q300_kv50_empty_rows, .q_len = 300, .kv_len = 50, .head_dim = 64,
+         WINDOW(8, 5), .want_lse = 1),
+    CASE(decode_gqa_q1_kv1000, .q_heads = 8, .kv_heads = 2, .q_len = 1, .kv_len = 1000,
+         .head_dim = 128, .causal = 1, WINDOW(127, -1), .want_lse = 1),
+    CASE(decode_q1_kv1000_wide_right, .q_len = 1, .kv_len = 1000, .head_dim = 64,
+         WINDOW(63, 63)),
+    CASE(gqa_8_over_2_bshd, .q_heads = 8, .kv_heads = 2, .q_len = 100, .head_dim = 64,
+         .layout = CLATTN_LAYOUT_BSHD, WINDOW(16, 16), .want_lse = 1),
+    CASE(mqa_4_over_1_causal, .q_heads = 4, .kv_heads = 1, .q_len = 130, .head_dim = 64,
+         .causal = 1, WINDOW(10, 0)),
+    CASE(f16_bshd_band, .batch = 2, .q_heads = 2, .q_len = 150, .head_dim = 64,
+         .dtype = CLATTN_F16, .layout = CLATTN_LAYOUT_BSHD, WINDOW(24, 8), .want_lse = 1),
+    CASE(f16_causal_cross, .q_len = 90, .kv_len = 120, .head_dim = 128,
+         .dtype = CLATTN_F16, .causal = 1, WINDOW(17, -1)),
+    CASE(vdim32_band, .q_len = 100, .head_dim = 64, .v_head_dim = 32, WINDOW(9, 2)),
+    CASE(len2048_w64_causal_lse, .q_heads = 2, .q_len = 2048, .head_dim = 64, .causal = 1,
+         WINDOW(63, 0), .want_lse = 1),
+};
+
 static const struct CMUnitTest tiles[] = {
     CASE(block_8_16, .q_len = 100, .head_dim = 64, .block_q = 8, .block_k = 16),
     CASE(block_8_16_causal_lse, .q_len = 100, .head_dim = 64, .causal = 1, .want_lse = 1,
@@ -161,6 +206,8 @@ int main(void)
     failed += GROUP(heads_and_batch);
     failed += GROUP(storage_and_scale);
     failed += GROUP(windows);
+    if (TEST_VARIANT != CLATTN_VARIANT_NAIVE)
+        failed += GROUP(window_bands);
     failed += GROUP(tiles);
     failed += GROUP(large);
 

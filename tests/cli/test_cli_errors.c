@@ -257,9 +257,10 @@ static void test_bad_run_options(void **state)
     const char *stray[] = {"run",  "-q", q_path, "-k",    k_path, "-v",
                            v_path, "-o", o_path, "extra", NULL};
     const char *values[][2] = {
-        {"--window", "abc"},  {"--window", "3"},    {"--window", "1,-2"},
-        {"--window", "1,2x"}, {"--variant", "foo"}, {"--layout", "bsdh"},
-        {"--scale", "abc"},   {"--scale", "inf"},   {"--shape", "fpga"},
+        {"--window", "abc"},       {"--window", "3"},     {"--window", "1,-2"},
+        {"--window", "1,2x"},      {"--variant", "foo"},  {"--layout", "bsdh"},
+        {"--scale", "abc"},        {"--scale", "inf"},    {"--shape", "fpga"},
+        {"--feature-map", "tanh"}, {"--feature-map", ""}, {"--variant", "Linear"},
     };
 
     (void)state;
@@ -282,9 +283,10 @@ static void test_bad_commands(void **state)
     const char *none[] = {NULL};
     const char *unknown[] = {"frobnicate", NULL};
     const char *bench[][3] = {
-        {"bench", "--dtype", "f64"}, {"bench", "--repeat", "0"},
-        {"bench", "--heads", "-1"},  {"bench", "--q-len", "many"},
-        {"bench", "--variant", "x"}, {"bench", "--window", ","},
+        {"bench", "--dtype", "f64"},       {"bench", "--repeat", "0"},
+        {"bench", "--heads", "-1"},        {"bench", "--q-len", "many"},
+        {"bench", "--variant", "x"},       {"bench", "--window", ","},
+        {"bench", "--feature-map", "elu"},
     };
 
     (void)state;
@@ -309,6 +311,28 @@ static void test_library_error(void **state)
     (void)state;
     cli_assert_error(&r, 1, "INVALID_");
     cli_result_free(&r);
+}
+
+/* Runs linear attention with one more option, which the library must refuse. */
+static void expect_linear_refusal(const char *option, const char *value,
+                                  const char *field)
+{
+    const char *args[] = {"run", "-q",   q_path,      "-k",     k_path, "-v",  v_path,
+                          "-o",  o_path, "--variant", "linear", option, value, NULL};
+    cli_result r = cli_run(args);
+
+    cli_assert_error(&r, 1, "UNSUPPORTED");
+    if (strstr(r.err, field) == NULL)
+        fail_msg("the message does not name %s: %s", field, r.err);
+    cli_result_free(&r);
+}
+
+/* Linear attention has no log-sum-exp and no window. */
+static void test_linear_refusals(void **state)
+{
+    (void)state;
+    expect_linear_refusal("--lse", cli_path("lse.npy"), "want_lse");
+    expect_linear_refusal("--window", "4,0", "window");
 }
 
 static int setup(void **state)
@@ -344,6 +368,7 @@ int main(void)
         cmocka_unit_test(test_bad_run_options),
         cmocka_unit_test(test_bad_commands),
         cmocka_unit_test(test_library_error),
+        cmocka_unit_test(test_linear_refusals),
     };
 
     return cmocka_run_group_tests(tests, setup, cli_teardown);

@@ -20,6 +20,7 @@ typedef struct run_case {
     const char *variant; /* NULL: leave the option out */
     const char *shape;   /* NULL: leave the option out */
     int explicit_scale;
+    const char *feature_map; /* NULL: leave the option out */
 } run_case;
 
 static void shape_of(const clattn_desc *d, int heads, int len, int dim, size_t *shape)
@@ -51,6 +52,7 @@ static void save(const char *path, const clattn_desc *d, int heads, int len, int
         fail_msg("writing %s: %s", path, err);
 }
 
+/* Checks O, and the log-sum-exp when lse_path is not NULL. */
 static void check_output(const problem *p, const char *o_path, const char *lse_path)
 {
     const clattn_desc *d = &p->desc;
@@ -71,6 +73,8 @@ static void check_output(const problem *p, const char *o_path, const char *lse_p
         fail_msg("output error %g exceeds %g (seed %llu)", error, problem_tolerance(p),
                  (unsigned long long)seed);
 
+    if (lse_path == NULL)
+        return;
     if (npy_read(lse_path, &lse, err, sizeof err) != 0)
         fail_msg("reading LSE: %s", err);
     assert_int_equal(lse.rank, 3);
@@ -90,8 +94,10 @@ static void add_args(const char **args, int *n, const char *a, const char *b)
         args[(*n)++] = b;
 }
 
+/* Runs one problem; linear attention has no log-sum-exp to ask for. */
 static void run_one(const clattn_desc *desc, const run_case *c)
 {
+    const int lse = desc->variant != CLATTN_VARIANT_LINEAR;
     const char *args[32] = {"run",
                             "-q",
                             q_path,
@@ -101,12 +107,10 @@ static void run_one(const clattn_desc *desc, const run_case *c)
                             v_path,
                             "-o",
                             o_path,
-                            "--lse",
-                            lse_path,
                             "--layout",
                             desc->layout == CLATTN_LAYOUT_BSHD ? "bshd" : "bhsd"};
     char window[64], scale[64];
-    int n = 13;
+    int n = 11;
     problem p;
     cli_result r;
 
@@ -116,8 +120,12 @@ static void run_one(const clattn_desc *desc, const run_case *c)
     save(k_path, desc, desc->kv_heads, desc->kv_len, desc->head_dim, p.k);
     save(v_path, desc, desc->kv_heads, desc->kv_len, desc->v_head_dim, p.v);
 
+    if (lse)
+        add_args(args, &n, "--lse", lse_path);
     if (c->variant != NULL)
         add_args(args, &n, "--variant", c->variant);
+    if (c->feature_map != NULL)
+        add_args(args, &n, "--feature-map", c->feature_map);
     if (c->shape != NULL)
         add_args(args, &n, "--shape", c->shape);
     if (desc->causal)
@@ -137,7 +145,7 @@ static void run_one(const clattn_desc *desc, const run_case *c)
         fail_msg("clattn run exited with %d: %s", r.status, r.err);
     cli_result_free(&r);
 
-    check_output(&p, o_path, lse_path);
+    check_output(&p, o_path, lse ? lse_path : NULL);
     problem_free(&p);
 }
 
@@ -162,7 +170,7 @@ static clattn_desc base_desc(clattn_dtype dtype, clattn_layout layout)
 static void test_variants_layouts_dtypes(void **state)
 {
     const char *variants[] = {"naive", "tiled"};
-    const run_case plain = {NULL, NULL, 0};
+    const run_case plain = {NULL, NULL, 0, NULL};
 
     (void)state;
     for (int v = 0; v < 2; v++) {
@@ -183,7 +191,7 @@ static void test_variants_layouts_dtypes(void **state)
 static void test_window_scale_auto(void **state)
 {
     clattn_desc d = base_desc(CLATTN_F32, CLATTN_LAYOUT_BSHD);
-    run_case c = {"auto", NULL, 1};
+    run_case c = {"auto", NULL, 1, NULL};
 
     (void)state;
     d.kv_heads = 1;
@@ -201,7 +209,7 @@ static void test_empty_rows(void **state)
     (void)state;
     for (int v = 0; v < 2; v++) {
         clattn_desc d = base_desc(CLATTN_F16, CLATTN_LAYOUT_BHSD);
-        run_case c = {variants[v], NULL, 0};
+        run_case c = {variants[v], NULL, 0, NULL};
 
         d.q_len = 30;
         d.kv_len = 11;
@@ -218,9 +226,47 @@ static void test_kernel_shapes(void **state)
     (void)state;
     for (int s = 0; s < 2; s++) {
         clattn_desc d = base_desc(CLATTN_F32, CLATTN_LAYOUT_BHSD);
-        run_case c = {"tiled", shapes[s], 0};
+        run_case c = {"tiled", shapes[s], 0, NULL};
 
         d.q_len = d.kv_len = 67;
+        run_one(&d, &c);
+    }
+}
+
+/* The window variant on both kernel shapes, dtypes and layouts. */
+static void test_window_variant(void **state)
+{
+    const char *shapes[] = {"cpu", "gpu"};
+
+    (void)state;
+    for (int s = 0; s < 2; s++) {
+        clattn_desc d = base_desc((clattn_dtype)s, (clattn_layout)s);
+        run_case c = {"window", shapes[s], 0, NULL};
+
+        d.causal = s;
+        d.window_left = 9;
+        d.window_right = s == 0 ? 4 : -1;
+        run_one(&d, &c);
+    }
+}
+
+/*
+ * Linear attention with each feature map, the default one left implicit once,
+ * against the reference of linear attention (desc.variant selects it).
+ */
+static void test_linear_variant(void **state)
+{
+    const char *maps[] = {NULL, "relu", "elu1"};
+
+    (void)state;
+    for (int m = 0; m < 3; m++) {
+        clattn_desc d = base_desc(m == 1 ? CLATTN_F16 : CLATTN_F32,
+                                  m == 2 ? CLATTN_LAYOUT_BSHD : CLATTN_LAYOUT_BHSD);
+        run_case c = {"linear", NULL, 0, maps[m]};
+
+        d.variant = CLATTN_VARIANT_LINEAR;
+        d.feature_map = m == 1 ? CLATTN_FEATURE_RELU : CLATTN_FEATURE_ELU1;
+        d.causal = m != 2;
         run_one(&d, &c);
     }
 }
@@ -247,6 +293,8 @@ int main(void)
         cmocka_unit_test(test_window_scale_auto),
         cmocka_unit_test(test_empty_rows),
         cmocka_unit_test(test_kernel_shapes),
+        cmocka_unit_test(test_window_variant),
+        cmocka_unit_test(test_linear_variant),
     };
 
     return cmocka_run_group_tests(tests, setup, cli_teardown);
