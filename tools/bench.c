@@ -11,6 +11,10 @@
 
 #define MAX_PROBLEMS 3
 #define MAX_REPEAT 1000
+#define MAX_VARIANTS 3
+
+/* The key chunk of the linear variant's causal algorithm, for its FLOP count. */
+#define LINEAR_CHUNK 64
 
 /* Problems small enough for the float64 reference to take seconds at most. */
 #define VERIFY_LIMIT 2147483648.0
@@ -18,14 +22,14 @@
 typedef struct bench_args {
     const char *variant, *batch, *heads, *kv_heads, *q_len, *kv_len;
     const char *head_dim, *v_head_dim, *window, *dtype, *layout, *shape;
-    const char *repeat, *device;
+    const char *feature_map, *repeat, *device;
     int causal, json, help;
 } bench_args;
 
 typedef struct bench_setup {
-    clattn_variant variants[2];
-    int variant_count;
-    int chosen; /* a variant was asked for: failing to plan it is an error */
+    /* The variant asked for, if chosen; failing to plan it is then an error. */
+    clattn_variant variant;
+    int chosen;
     int repeat, json;
     uint64_t seed;
     double gemm_gflops, peak_gflops; /* 0 when not measured */
@@ -67,17 +71,54 @@ static double mask_pairs(const clattn_desc *d)
     return (double)total;
 }
 
+/* Causal (query, key) pairs of one head that fall in the query's own chunk. */
+static double chunk_pairs(const clattn_desc *d)
+{
+    long long shift = (long long)d->kv_len - d->q_len;
+    double total = 0.0;
+
+    for (long long i = 0; i < d->q_len; i++) {
+        if (i + shift >= 0)
+            total += (double)((i + shift) % LINEAR_CHUNK + 1);
+    }
+    return total;
+}
+
+/*
+ * The useful work of the linear variant's chunked algorithm: building the
+ * states from the keys, applying them to the queries and, when causal, the
+ * masked products inside each chunk.
+ */
+static double linear_flops(const clattn_desc *d)
+{
+    double state = (double)d->head_dim * d->v_head_dim;
+    double flops = 2.0 * d->batch * d->kv_heads * (double)d->kv_len * state +
+                   2.0 * d->batch * d->q_heads * (double)d->q_len * state;
+
+    if (d->causal)
+        flops += 2.0 * d->batch * d->q_heads * (double)(d->head_dim + d->v_head_dim) *
+                 chunk_pairs(d);
+    return flops;
+}
+
 static double problem_flops(const clattn_desc *d)
 {
+    if (d->variant == CLATTN_VARIANT_LINEAR)
+        return linear_flops(d);
     return 2.0 * d->batch * d->q_heads * (double)(d->head_dim + d->v_head_dim) *
            mask_pairs(d);
 }
 
+/* The float64 reference's multiply-adds, which bound the time it takes. */
 static int verifiable(const clattn_desc *d)
 {
     int dim = d->head_dim > d->v_head_dim ? d->head_dim : d->v_head_dim;
+    double work = (double)d->batch * d->q_heads * mask_pairs(d) * dim;
 
-    return (double)d->batch * d->q_heads * mask_pairs(d) * dim <= VERIFY_LIMIT;
+    if (d->variant == CLATTN_VARIANT_LINEAR)
+        work = (double)d->batch * d->q_heads * ((double)d->q_len + d->kv_len) *
+               d->head_dim * d->v_head_dim;
+    return work <= VERIFY_LIMIT;
 }
 
 static void describe_mask(const clattn_desc *d, char *text, size_t size)
@@ -93,13 +134,16 @@ static void describe_mask(const clattn_desc *d, char *text, size_t size)
 
 static void describe_problem(const clattn_desc *d, char *text, size_t size)
 {
+    const int linear = d->variant == CLATTN_VARIANT_LINEAR;
     char mask[64];
 
     describe_mask(d, mask, sizeof mask);
-    snprintf(text, size, "B=%d Hq=%d Hkv=%d Lq=%d Lk=%d D=%d Dv=%d %s %s %s", d->batch,
-             d->q_heads, d->kv_heads, d->q_len, d->kv_len, d->head_dim, d->v_head_dim,
-             d->dtype == CLATTN_F16 ? "f16" : "f32",
-             d->layout == CLATTN_LAYOUT_BSHD ? "bshd" : "bhsd", mask);
+    snprintf(text, size, "B=%d Hq=%d Hkv=%d Lq=%d Lk=%d D=%d Dv=%d %s %s %s%s%s",
+             d->batch, d->q_heads, d->kv_heads, d->q_len, d->kv_len, d->head_dim,
+             d->v_head_dim, d->dtype == CLATTN_F16 ? "f16" : "f32",
+             d->layout == CLATTN_LAYOUT_BSHD ? "bshd" : "bhsd", mask,
+             linear ? ", linear attention with phi " : "",
+             linear ? cli_feature_map_name(d->feature_map) : "");
 }
 
 /* Notes a slow step on stderr, so that stdout stays clean for results. */
@@ -330,6 +374,12 @@ static void json_number(const char *key, double value, const char *after)
         printf("\"%s\": null%s", key, after);
 }
 
+/* Milliseconds per query row of the batch: what one token costs in decode. */
+static double ms_per_token(const clattn_desc *d, const bench_result *r)
+{
+    return r->median_ms / ((double)d->batch * d->q_len);
+}
+
 static void print_json(const clattn_desc *d, const bench_setup *s, const bench_data *b,
                        const bench_result *r, double gflops)
 {
@@ -342,10 +392,15 @@ static void print_json(const clattn_desc *d, const bench_setup *s, const bench_d
            d->v_head_dim);
     json_string("dtype", d->dtype == CLATTN_F16 ? "f16" : "f32");
     json_string("layout", d->layout == CLATTN_LAYOUT_BSHD ? "bshd" : "bhsd");
+    if (r->variant == CLATTN_VARIANT_LINEAR)
+        json_string("feature_map", cli_feature_map_name(d->feature_map));
+    else
+        printf("\"feature_map\": null, ");
     printf("\"causal\": %s, \"window_left\": %d, \"window_right\": %d, \"repeat\": %d, ",
            d->causal ? "true" : "false", d->window_left, d->window_right, s->repeat);
     json_number("median_ms", r->median_ms, ", ");
     json_number("min_ms", r->min_ms, ", ");
+    json_number("ms_per_token", ms_per_token(d, r), ", ");
     json_number("gflops", gflops, ", ");
     json_number("gemm_gflops", s->gemm_gflops > 0 ? s->gemm_gflops : NAN, ", ");
     json_number("peak_gflops", s->peak_gflops > 0 ? s->peak_gflops : NAN, ", ");
@@ -378,7 +433,7 @@ static void print_result(const clattn_desc *d, const bench_setup *s, const bench
                cli_kernel_shape_name(r->shape), r->median_ms, gflops);
         print_ratio(gflops, s->gemm_gflops);
         print_ratio(gflops, s->peak_gflops);
-        putchar('\n');
+        printf(" %9.3f\n", 1000.0 * ms_per_token(d, r));
     }
     fflush(stdout);
 }
@@ -411,9 +466,30 @@ static int bench_variant(clattn_context *ctx, clattn_desc d, clattn_variant vari
     return rc;
 }
 
+/*
+ * The variant asked for, else every softmax variant that applies. Linear
+ * attention computes another function, so it runs only when asked for.
+ */
+static int variants_for(const clattn_desc *d, const bench_setup *s, clattn_variant *list)
+{
+    int n = 0;
+
+    if (s->chosen) {
+        list[n++] = s->variant;
+        return n;
+    }
+    list[n++] = CLATTN_VARIANT_NAIVE;
+    list[n++] = CLATTN_VARIANT_TILED;
+    if (d->window_left != -1 || d->window_right != -1)
+        list[n++] = CLATTN_VARIANT_WINDOW;
+    return n;
+}
+
 static int bench_problem(clattn_context *ctx, const clattn_desc *d, int always_verify,
                          const bench_setup *s)
 {
+    clattn_variant variants[MAX_VARIANTS];
+    int count = variants_for(d, s, variants);
     bench_data b;
     char text[256];
     int rc;
@@ -426,11 +502,11 @@ static int bench_problem(clattn_context *ctx, const clattn_desc *d, int always_v
         describe_problem(d, text, sizeof text);
         printf("\n%s (%s)\n", text,
                b.verified ? "verified" : "not verified: too large for the reference");
-        printf("  %-7s %-5s %10s %10s %8s %8s\n", "variant", "shape", "median ms",
-               "GFLOP/s", "x GEMM", "of peak");
+        printf("  %-7s %-5s %10s %10s %8s %8s %9s\n", "variant", "shape", "median ms",
+               "GFLOP/s", "x GEMM", "of peak", "us/token");
     }
-    for (int i = 0; rc == 0 && i < s->variant_count; i++)
-        rc = bench_variant(ctx, *d, s->variants[i], s, &b);
+    for (int i = 0; rc == 0 && i < count; i++)
+        rc = bench_variant(ctx, *d, variants[i], s, &b);
 
     release(&b);
     return rc;
@@ -452,6 +528,7 @@ static int parse_args(int argc, char **argv, bench_args *a)
         {"--dtype", NULL, &a->dtype, NULL},
         {"--layout", NULL, &a->layout, NULL},
         {"--shape", NULL, &a->shape, NULL},
+        {"--feature-map", NULL, &a->feature_map, NULL},
         {"--repeat", NULL, &a->repeat, NULL},
         {"--json", NULL, NULL, &a->json},
         {"--device", NULL, &a->device, NULL},
@@ -530,7 +607,9 @@ static int parse_common(const bench_args *a, clattn_desc *base, bench_setup *s)
         a->dtype != NULL && strcmp(a->dtype, "f16") == 0 ? CLATTN_F16 : CLATTN_F32;
     if ((a->layout != NULL && cli_layout("bench", a->layout, &base->layout) != 0) ||
         (a->shape != NULL && cli_kernel_shape("bench", a->shape, &base->kernel_shape)) ||
-        (a->variant != NULL && cli_variant("bench", a->variant, &variant) != 0))
+        (a->variant != NULL && cli_variant("bench", a->variant, &variant) != 0) ||
+        (a->feature_map != NULL &&
+         cli_feature_map("bench", a->feature_map, &base->feature_map) != 0))
         return CLI_USAGE;
 
     s->repeat = 5;
@@ -538,10 +617,11 @@ static int parse_common(const bench_args *a, clattn_desc *base, bench_setup *s)
         cli_int("bench", "--repeat", a->repeat, 1, MAX_REPEAT, &s->repeat) != 0)
         return CLI_USAGE;
 
+    /* The problem carries the variant so that a linear one gets the
+     * reference of linear attention. */
     s->chosen = a->variant != NULL;
-    s->variants[0] = s->chosen ? variant : CLATTN_VARIANT_NAIVE;
-    s->variants[1] = CLATTN_VARIANT_TILED;
-    s->variant_count = s->chosen ? 1 : 2;
+    s->variant = variant;
+    base->variant = variant;
     s->json = a->json;
     return 0;
 }

@@ -164,9 +164,26 @@ int cli_variant(const char *command, const char *text, clattn_variant *out)
         *out = CLATTN_VARIANT_NAIVE;
     else if (strcmp(text, "tiled") == 0)
         *out = CLATTN_VARIANT_TILED;
+    else if (strcmp(text, "window") == 0)
+        *out = CLATTN_VARIANT_WINDOW;
+    else if (strcmp(text, "linear") == 0)
+        *out = CLATTN_VARIANT_LINEAR;
     else
         return cli_usage_error(
-            command, "--variant: expected auto, naive or tiled, got '%s'", text);
+            command, "--variant: expected auto, naive, tiled, window or linear, got '%s'",
+            text);
+    return 0;
+}
+
+int cli_feature_map(const char *command, const char *text, clattn_feature_map *out)
+{
+    if (strcmp(text, "elu1") == 0)
+        *out = CLATTN_FEATURE_ELU1;
+    else if (strcmp(text, "relu") == 0)
+        *out = CLATTN_FEATURE_RELU;
+    else
+        return cli_usage_error(command, "--feature-map: expected elu1 or relu, got '%s'",
+                               text);
     return 0;
 }
 
@@ -203,9 +220,18 @@ const char *cli_variant_name(clattn_variant variant)
         return "naive";
     case CLATTN_VARIANT_TILED:
         return "tiled";
+    case CLATTN_VARIANT_WINDOW:
+        return "window";
+    case CLATTN_VARIANT_LINEAR:
+        return "linear";
     default:
         return "auto";
     }
+}
+
+const char *cli_feature_map_name(clattn_feature_map map)
+{
+    return map == CLATTN_FEATURE_RELU ? "relu" : "elu1";
 }
 
 const char *cli_kernel_shape_name(clattn_kernel_shape shape)

@@ -43,11 +43,13 @@ int cli_int(const char *command, const char *name, const char *text, int min, in
 int cli_float(const char *command, const char *name, const char *text, float *out);
 int cli_window(const char *command, const char *text, int *left, int *right);
 int cli_variant(const char *command, const char *text, clattn_variant *out);
+int cli_feature_map(const char *command, const char *text, clattn_feature_map *out);
 int cli_kernel_shape(const char *command, const char *text, clattn_kernel_shape *out);
 int cli_layout(const char *command, const char *text, clattn_layout *out);
 
 const char *cli_variant_name(clattn_variant variant);
 const char *cli_kernel_shape_name(clattn_kernel_shape shape);
+const char *cli_feature_map_name(clattn_feature_map map);
 
 /* Sorts values and returns their median (0 for none). */
 double cli_median(double *values, int count);

@@ -12,7 +12,7 @@ typedef struct axes {
 
 typedef struct run_args {
     const char *q, *k, *v, *o, *lse;
-    const char *variant, *window, *scale, *layout, *device, *shape;
+    const char *variant, *feature_map, *window, *scale, *layout, *device, *shape;
     int causal, help;
 } run_args;
 
@@ -100,6 +100,9 @@ static int describe(const run_args *args, const inputs *in, clattn_layout layout
 static int apply_options(const run_args *args, clattn_desc *desc)
 {
     if (args->variant != NULL && cli_variant("run", args->variant, &desc->variant) != 0)
+        return CLI_USAGE;
+    if (args->feature_map != NULL &&
+        cli_feature_map("run", args->feature_map, &desc->feature_map) != 0)
         return CLI_USAGE;
     if (args->shape != NULL &&
         cli_kernel_shape("run", args->shape, &desc->kernel_shape) != 0)
@@ -203,6 +206,7 @@ static int parse_args(int argc, char **argv, run_args *args)
         {"-o", NULL, &args->o, NULL},
         {"--lse", NULL, &args->lse, NULL},
         {"--variant", NULL, &args->variant, NULL},
+        {"--feature-map", NULL, &args->feature_map, NULL},
         {"--causal", NULL, NULL, &args->causal},
         {"--window", NULL, &args->window, NULL},
         {"--scale", NULL, &args->scale, NULL},
