@@ -393,9 +393,20 @@ CLATTN_API const char *clattn_tuning_file(const clattn_context *ctx);
  * may be NULL). Returns OK, INVALID_ARGUMENT or UNSUPPORTED (a variant
  * without tunable tiles).
  */
-CLATTN_API clattn_status clattn_tuning_lookup(clattn_context *ctx, const clattn_desc *desc,
+CLATTN_API clattn_status clattn_tuning_lookup(clattn_context *ctx,
+                                              const clattn_desc *desc,
                                               clattn_tuning *tuning,
                                               clattn_tuning_origin *origin);
+
+/**
+ * The legal tuning space for desc on the context's device: every kernel
+ * shape and tile pair the tiled and window kernels accept there (work-group
+ * limits, local memory), the device type's natural shape first. Writes up to
+ * max entries to out and the full count to *count. Returns OK,
+ * INVALID_ARGUMENT or UNSUPPORTED.
+ */
+CLATTN_API clattn_status clattn_tuning_space(clattn_context *ctx, const clattn_desc *desc,
+                                             clattn_tuning *out, int max, int *count);
 
 /**
  * Records tuning as the measured best for desc's kernel configuration on the

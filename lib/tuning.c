@@ -321,3 +321,58 @@ clattn_status clattn_tuning_save(clattn_context *ctx, const clattn_desc *desc,
                             ctx->tuning_file);
     return rewrite(ctx, &e);
 }
+
+/* Whether the tiled kernels accept these tiles on this device. */
+static int legal(const clattn_context *ctx, const clattn_desc *d, const clattn_tuning *t)
+{
+    const int dv = d->v_head_dim ? d->v_head_dim : d->head_dim;
+    const size_t per_key = (size_t)(d->head_dim + dv) * sizeof(float);
+
+    if (t->kernel_shape == CLATTN_SHAPE_CPU)
+        return t->block_q % 8 == 0 && t->block_q <= 64 && t->block_k % 4 == 0 &&
+               t->block_k <= 256;
+    return (size_t)t->block_q <= ctx->info.max_work_group && t->block_k <= 256 &&
+           t->block_k * per_key <= ctx->info.local_mem;
+}
+
+clattn_status clattn_tuning_space(clattn_context *ctx, const clattn_desc *desc,
+                                  clattn_tuning *out, int max, int *count)
+{
+    static const int cpu_q[] = {8, 16, 24, 32}, cpu_k[] = {8, 16, 32, 64};
+    static const int gpu_q[] = {16, 32, 64, 128, 256}, gpu_k[] = {8, 16, 32, 64};
+    const int cpu_first = ctx && (ctx->info.type & CL_DEVICE_TYPE_CPU);
+    clattn_status status;
+    entry key;
+    int n = 0;
+
+    if (!ctx)
+        return CLATTN_INVALID_ARGUMENT;
+    if (!desc || !count || (max > 0 && !out))
+        return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT, "%s is NULL",
+                            !desc    ? "desc"
+                            : !count ? "count"
+                                     : "out");
+    if ((status = key_of(ctx, desc, &key)))
+        return status;
+
+    for (int pass = 0; pass < 2; pass++) {
+        const int cpu = pass == 0 ? cpu_first : !cpu_first;
+        const int *qs = cpu ? cpu_q : gpu_q, *ks = cpu ? cpu_k : gpu_k;
+        const int nq = cpu ? 4 : 5;
+
+        for (int i = 0; i < nq; i++) {
+            for (int j = 0; j < 4; j++) {
+                clattn_tuning t = {cpu ? CLATTN_SHAPE_CPU : CLATTN_SHAPE_GPU, qs[i],
+                                   ks[j]};
+
+                if (!legal(ctx, desc, &t))
+                    continue;
+                if (n < max)
+                    out[n] = t;
+                n++;
+            }
+        }
+    }
+    *count = n;
+    return CLATTN_OK;
+}
