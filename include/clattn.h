@@ -34,6 +34,15 @@
  *   vstore_half); arithmetic and accumulation are always fp32. The output uses
  *   the dtype and layout of the inputs; the log-sum-exp is always fp32 and laid
  *   out [batch, q_heads, q_len].
+ *
+ *   NaN and Inf in the inputs of the naive, tiled and window variants
+ *   propagate as in a float64 reference: a NaN in query row i, or in a key
+ *   that row i sees, makes output row i NaN; a NaN or Inf in column c of a
+ *   value that row i sees makes column c of row i NaN or Inf. A score of +Inf
+ *   makes its row NaN (Inf - Inf), one of -Inf gives its key no weight, and
+ *   keys that a mask hides never matter. Finite scores of any size are safe:
+ *   the softmax subtracts the running maximum, so scores of +-1e4 neither
+ *   overflow nor turn into 0/0.
  */
 #ifndef CLATTN_H
 #define CLATTN_H

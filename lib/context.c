@@ -166,25 +166,29 @@ static int env_true(const char *name)
     return v && *v && strcmp(v, "0") != 0;
 }
 
-static char *resolve_cache_dir(const clattn_context_options *options)
+char *clattn__user_path(const char *option, const char *env_name, const char *name)
 {
-    const char *dir = options->cache_dir;
-    const char *env;
+    const char *env = getenv(env_name);
     char buf[4096];
 
-    if (options->disable_disk_cache || env_true("CLATTN_DISABLE_CACHE"))
-        return NULL;
-    if (!dir || !*dir)
-        dir = getenv("CLATTN_CACHE_DIR");
-    if (dir && *dir)
-        return strdup(dir);
+    if (option && *option)
+        return strdup(option);
+    if (env && *env)
+        return strdup(env);
     if ((env = getenv("XDG_CACHE_HOME")) && *env)
-        snprintf(buf, sizeof(buf), "%s/clattn", env);
+        snprintf(buf, sizeof(buf), "%s/clattn%s%s", env, *name ? "/" : "", name);
     else if ((env = getenv("HOME")) && *env)
-        snprintf(buf, sizeof(buf), "%s/.cache/clattn", env);
+        snprintf(buf, sizeof(buf), "%s/.cache/clattn%s%s", env, *name ? "/" : "", name);
     else
         return NULL;
     return strdup(buf);
+}
+
+static char *resolve_cache_dir(const clattn_context_options *options)
+{
+    if (options->disable_disk_cache || env_true("CLATTN_DISABLE_CACHE"))
+        return NULL;
+    return clattn__user_path(options->cache_dir, "CLATTN_CACHE_DIR", "");
 }
 
 /* Takes references to the three objects; the caller keeps its own. */
@@ -214,8 +218,10 @@ static clattn_status finish_context(clattn_context **out, cl_context cl_ctx,
     ctx->log_cookie = options->log_cookie;
     ctx->log_level = options->log_level;
     ctx->cache_dir = resolve_cache_dir(options);
-    ctx->tuning_file = clattn__tuning_path(options->tuning_file);
+    ctx->tuning_file =
+        clattn__user_path(options->tuning_file, "CLATTN_TUNING_FILE", "tuning.txt");
     pthread_mutex_init(&ctx->lock, NULL);
+    clattn__fault_init(ctx);
 
     clRetainContext(cl_ctx);
     clRetainCommandQueue(queue);

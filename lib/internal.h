@@ -7,6 +7,7 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 
 #include "clattn.h"
 
@@ -50,6 +51,9 @@ struct clattn_context {
     char *tuning_file; /* NULL when there is nowhere to keep one */
 
     char message[CLATTN_MESSAGE_SIZE];
+
+    int fault_kind;             /* a clattn_fault, or -1: see lib/fault.c */
+    atomic_int fault_countdown; /* calls of that kind until the one that fails */
 };
 
 /* Records the detail of a failure (ctx may be NULL: thread-local) and returns
@@ -84,8 +88,12 @@ uint64_t clattn__source_hash(const char *family);
 /* Creates the folders above path; 0 on success. */
 int clattn__mkdir_for(const char *path);
 
-/* The tuning database's path for a context option (NULL: environment). */
-char *clattn__tuning_path(const char *option);
+/*
+ * A file or folder of the user's: option when set, else the environment
+ * variable env_name, else name inside $XDG_CACHE_HOME/clattn or
+ * $HOME/.cache/clattn. NULL when none applies. The caller frees it.
+ */
+char *clattn__user_path(const char *option, const char *env_name, const char *name);
 
 /* Releases every cached program of the context. */
 void clattn__programs_release(clattn_context *ctx);
@@ -155,5 +163,33 @@ int clattn__common_options(const clattn_plan *plan, char *buf, size_t size);
 /* Sets count kernel arguments, given as (size_t size, const void *value)
  * pairs, from index first on; returns the first error. */
 cl_int clattn__set_args(cl_kernel kernel, cl_uint first, int count, ...);
+
+/*
+ * The parsers of the files clattn reads, for the fuzz targets in tests/fuzz:
+ * one line of the tuning database (1 and *tuning set when it is an entry),
+ * and one program cache file for key (the binary, which the caller frees,
+ * or NULL).
+ */
+int clattn__tuning_parse_line(char *line, clattn_tuning *tuning);
+unsigned char *clattn__cache_read_file(const char *path, const char *key, size_t *size);
+
+/*
+ * Fault injection for the tests (lib/fault.c). Each hook follows the real
+ * call. clattn__fault_call returns status, or the kind's OpenCL error when
+ * this is the call that CLATTN_FAULT picks (then *event, when given, is
+ * released and NULL). clattn__fault_mem does the same for a new buffer and
+ * counts the buffers that live; clattn__live_buffers says how many do.
+ */
+typedef enum clattn_fault {
+    CLATTN_FAULT_ALLOC = 0,
+    CLATTN_FAULT_BUILD = 1,
+    CLATTN_FAULT_ENQUEUE = 2,
+} clattn_fault;
+
+void clattn__fault_init(clattn_context *ctx);
+int clattn__fault_call(clattn_context *ctx, clattn_fault kind, int status,
+                       cl_event *event);
+void clattn__fault_mem(clattn_context *ctx, cl_mem *mem, cl_int *err);
+long clattn__live_buffers(void);
 
 #endif /* CLATTN_INTERNAL_H */

@@ -9,10 +9,12 @@
 #include "internal.h"
 
 #define CHUNK 64
+#define CPU_ROWS 16
 
 typedef struct linear {
     cl_kernel state, scan, output;
     cl_mem phik, states;
+    int per_head; /* CPU shape: blocks of rows per query head; 0: a row each */
     size_t state_global[2], scan_global[2], out_global[2];
 } linear;
 
@@ -68,9 +70,11 @@ static clattn_status workspace(clattn_plan *plan, linear *l, int chunks)
             phik, states, limit);
     l->phik =
         clCreateBuffer(plan->ctx->cl_ctx, CL_MEM_READ_WRITE, (size_t)phik, NULL, &err);
+    clattn__fault_mem(plan->ctx, &l->phik, &err);
     if (err == CL_SUCCESS)
         l->states = clCreateBuffer(plan->ctx->cl_ctx, CL_MEM_READ_WRITE, (size_t)states,
                                    NULL, &err);
+    clattn__fault_mem(plan->ctx, &l->states, &err);
     if (err != CL_SUCCESS)
         return clattn__cl_fail(plan->ctx, err, "clCreateBuffer (linear workspace)");
     plan->workspace_bytes = (size_t)phik + (size_t)states;
@@ -86,8 +90,8 @@ static clattn_status kernels(clattn_plan *plan, linear *l)
     int n;
 
     n = clattn__common_options(plan, options, sizeof(options));
-    snprintf(options + n, sizeof(options) - n, " -D FEATURE=%d -D LC=%d",
-             (int)plan->desc.feature_map, CHUNK);
+    snprintf(options + n, sizeof(options) - n, " -D FEATURE=%d -D LC=%d -D RV=%d",
+             (int)plan->desc.feature_map, CHUNK, CPU_ROWS / 8);
     status = clattn__program_get(plan->ctx, "linear", options, &program);
     if (status)
         return status;
@@ -95,7 +99,8 @@ static clattn_status kernels(clattn_plan *plan, linear *l)
     if (err == CL_SUCCESS)
         l->scan = clCreateKernel(program, "linear_scan", &err);
     if (err == CL_SUCCESS)
-        l->output = clCreateKernel(program, "linear_output", &err);
+        l->output = clCreateKernel(
+            program, l->per_head ? "linear_output_cpu" : "linear_output", &err);
     clReleaseProgram(program);
     if (err != CL_SUCCESS)
         return clattn__cl_fail(plan->ctx, err, "clCreateKernel");
@@ -123,13 +128,18 @@ static clattn_status fixed_args(clattn_plan *plan, linear *l, int chunks)
         err = clattn__set_args(l->output, 2, 2, sizeof(cl_mem), &l->phik, sizeof(cl_mem),
                                &l->states);
     if (err == CL_SUCCESS)
-        err = clattn__set_args(
-            l->output, 5, 14, sizeof(int), &d->q_len, sizeof(int), &d->kv_len,
-            sizeof(int), &d->kv_heads, sizeof(int), &plan->group, sizeof(int), &chunks,
-            sizeof(cl_ulong), &plan->q_str.batch, sizeof(cl_ulong), &plan->q_str.head,
-            sizeof(int), &q_ss, sizeof(cl_ulong), &plan->v_str.batch, sizeof(cl_ulong),
-            &plan->v_str.head, sizeof(int), &v_ss, sizeof(cl_ulong), &plan->o_str.batch,
-            sizeof(cl_ulong), &plan->o_str.head, sizeof(int), &o_ss);
+        err = clattn__set_args(l->output, 5, 5, sizeof(int), &d->q_len, sizeof(int),
+                               &d->kv_len, sizeof(int), &d->kv_heads, sizeof(int),
+                               &plan->group, sizeof(int), &chunks);
+    if (err == CL_SUCCESS && l->per_head)
+        err = clSetKernelArg(l->output, 10, sizeof(int), &l->per_head);
+    if (err == CL_SUCCESS)
+        err = clattn__set_args(l->output, l->per_head ? 11 : 10, 9, sizeof(cl_ulong),
+                               &plan->q_str.batch, sizeof(cl_ulong), &plan->q_str.head,
+                               sizeof(int), &q_ss, sizeof(cl_ulong), &plan->v_str.batch,
+                               sizeof(cl_ulong), &plan->v_str.head, sizeof(int), &v_ss,
+                               sizeof(cl_ulong), &plan->o_str.batch, sizeof(cl_ulong),
+                               &plan->o_str.head, sizeof(int), &o_ss);
     if (err != CL_SUCCESS)
         return clattn__cl_fail(plan->ctx, err, "clSetKernelArg");
     return CLATTN_OK;
@@ -149,6 +159,8 @@ static clattn_status setup(clattn_plan *plan)
     if (!l)
         return clattn__fail(plan->ctx, CLATTN_HOST_MEMORY, "out of host memory");
     plan->impl = l;
+    if (plan->shape == CLATTN_SHAPE_CPU)
+        l->per_head = (d->q_len + CPU_ROWS - 1) / CPU_ROWS;
     if ((status = workspace(plan, l, chunks)) || (status = kernels(plan, l)) ||
         (status = fixed_args(plan, l, chunks)))
         return status;
@@ -157,7 +169,7 @@ static clattn_status setup(clattn_plan *plan)
     l->state_global[1] = heads;
     l->scan_global[0] = (size_t)d->head_dim * (d->v_head_dim + 1);
     l->scan_global[1] = heads;
-    l->out_global[0] = (size_t)plan->group * d->q_len;
+    l->out_global[0] = (size_t)plan->group * (l->per_head ? l->per_head : d->q_len);
     l->out_global[1] = heads;
     return CLATTN_OK;
 }
@@ -166,12 +178,14 @@ static clattn_status launch(clattn_plan *plan, clattn_run_args *args, cl_kernel 
                             const size_t *global, const char *name)
 {
     static const size_t one[2] = {1, 1};
-    const int per_item = kernel == ((linear *)plan->impl)->state;
+    const linear *l = plan->impl;
+    const int per_item = kernel == l->state || (kernel == l->output && l->per_head);
     cl_event event;
     cl_int err;
 
     err = clEnqueueNDRangeKernel(plan->ctx->queue, kernel, 2, NULL, global,
                                  per_item ? one : NULL, 0, NULL, &event);
+    err = clattn__fault_call(plan->ctx, CLATTN_FAULT_ENQUEUE, err, &event);
     if (err != CL_SUCCESS)
         return clattn__cl_fail(plan->ctx, err, name);
     clattn__run_track(args, event);

@@ -54,6 +54,7 @@ static clattn_status alloc(clattn_plan *plan, cl_mem *mem, size_t bytes, const c
     cl_int err;
 
     *mem = clCreateBuffer(plan->ctx->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    clattn__fault_mem(plan->ctx, mem, &err);
     if (err != CL_SUCCESS) {
         clattn__cl_fail(plan->ctx, err, "clCreateBuffer");
         return clattn__fail(plan->ctx, CLATTN_DEVICE_MEMORY,
@@ -157,6 +158,7 @@ static clattn_status convert(clattn_plan *plan, clattn_run_args *args, cl_kernel
     if (err == CL_SUCCESS)
         err = clEnqueueNDRangeKernel(plan->ctx->queue, kernel, 1, NULL, &global, NULL, 0,
                                      NULL, &event);
+    err = clattn__fault_call(plan->ctx, CLATTN_FAULT_ENQUEUE, err, &event);
     if (err != CL_SUCCESS)
         return clattn__cl_fail(plan->ctx, err, "converting fp16 data");
     clattn__run_track(args, event);
@@ -177,6 +179,7 @@ static clattn_status softmax(clattn_plan *plan, naive *n, clattn_run_args *args)
     if (err == CL_SUCCESS)
         err = clEnqueueNDRangeKernel(plan->ctx->queue, n->softmax, 1, NULL, &n->sm_global,
                                      &n->sm_local, 0, NULL, &event);
+    err = clattn__fault_call(plan->ctx, CLATTN_FAULT_ENQUEUE, err, &event);
     if (err != CL_SUCCESS)
         return clattn__cl_fail(plan->ctx, err, "running the softmax kernel");
     clattn__run_track(args, event);
@@ -219,6 +222,7 @@ static clattn_status gemm(clattn_plan *plan, clattn_run_args *args, CLBlastTrans
                 CLBlastLayoutRowMajor, CLBlastTransposeNo, tb, m, n, k, alpha, a->mem,
                 offset(a, i, h), a->ld, b->mem, offset(b, i, h), b->ld, 0.0f, c->mem,
                 offset(c, i, h), c->ld, &queue, &event);
+            code = clattn__fault_call(plan->ctx, CLATTN_FAULT_ENQUEUE, code, &event);
 
             if (code != CLBlastSuccess)
                 return clattn__fail(plan->ctx, CLATTN_BLAS_ERROR,

@@ -240,6 +240,7 @@ clattn_status clattn_plan_create(clattn_plan **out, clattn_context *ctx,
                                                          : &clattn__tiled_ops;
 
     plan->dummy = clCreateBuffer(ctx->cl_ctx, CL_MEM_READ_WRITE, 64, NULL, &err);
+    clattn__fault_mem(ctx, &plan->dummy, &err);
     if (err != CL_SUCCESS) {
         free(plan);
         return clattn__cl_fail(ctx, err, "clCreateBuffer");
@@ -465,6 +466,7 @@ static cl_mem host_buffer(clattn_plan *plan, cl_mem_flags flags, size_t size,
     if (data)
         flags |= CL_MEM_COPY_HOST_PTR;
     buf = clCreateBuffer(plan->ctx->cl_ctx, flags, size, (void *)data, &err);
+    clattn__fault_mem(plan->ctx, &buf, &err);
     if (err != CL_SUCCESS) {
         *status = clattn__cl_fail(plan->ctx, err, "clCreateBuffer");
         clattn__fail(plan->ctx, *status, "could not allocate %zu bytes for %s: %s", size,

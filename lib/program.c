@@ -111,6 +111,17 @@ static int read_exact(FILE *f, void *buf, size_t n)
     return fread(buf, 1, n, f) == n;
 }
 
+/* Whether exactly n bytes follow the position: a length field is checked
+ * against the file before anything is allocated for it. */
+static int left_exactly(FILE *f, uint64_t n)
+{
+    struct stat st;
+    long pos = ftell(f);
+
+    return pos >= 0 && fstat(fileno(f), &st) == 0 && st.st_size >= pos &&
+           (uint64_t)(st.st_size - pos) == n;
+}
+
 /*
  * Reads a disk entry: magic, key length, key, binary length, checksum,
  * binary, and nothing after. Returns the binary (caller frees) or NULL.
@@ -134,7 +145,8 @@ static unsigned char *disk_read(const char *path, const char *key, size_t *size)
     if (!stored || !read_exact(f, stored, key_len) || memcmp(stored, key, key_len))
         goto done;
     if (!read_exact(f, &bin_len, sizeof(bin_len)) || bin_len == 0 ||
-        bin_len > MAX_BINARY_BYTES || !read_exact(f, &sum, sizeof(sum)))
+        bin_len > MAX_BINARY_BYTES || !read_exact(f, &sum, sizeof(sum)) ||
+        !left_exactly(f, bin_len))
         goto done;
     bin = malloc(bin_len);
     if (!bin || !read_exact(f, bin, bin_len) || fgetc(f) != EOF)
@@ -279,7 +291,8 @@ static cl_program from_binary(clattn_context *ctx, const unsigned char *bin, siz
             clReleaseProgram(program);
         return NULL;
     }
-    if (clBuildProgram(program, 1, &ctx->device, options, NULL, NULL) != CL_SUCCESS) {
+    err = clBuildProgram(program, 1, &ctx->device, options, NULL, NULL);
+    if (clattn__fault_call(ctx, CLATTN_FAULT_BUILD, err, NULL) != CL_SUCCESS) {
         clReleaseProgram(program);
         return NULL;
     }
@@ -296,6 +309,7 @@ static clattn_status from_source(clattn_context *ctx, const char *family,
     if (err != CL_SUCCESS)
         return clattn__cl_fail(ctx, err, "clCreateProgramWithSource");
     err = clBuildProgram(program, 1, &ctx->device, options, NULL, NULL);
+    err = clattn__fault_call(ctx, CLATTN_FAULT_BUILD, err, NULL);
     if (err == CL_SUCCESS) {
         *out = program;
         return CLATTN_OK;
@@ -404,4 +418,9 @@ done:
     free(key);
     free(source);
     return status;
+}
+
+unsigned char *clattn__cache_read_file(const char *path, const char *key, size_t *size)
+{
+    return disk_read(path, key, size);
 }

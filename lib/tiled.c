@@ -200,6 +200,7 @@ static clattn_status run(clattn_plan *plan, clattn_run_args *args)
         return clattn__cl_fail(plan->ctx, err, "clSetKernelArg");
     err = clEnqueueNDRangeKernel(plan->ctx->queue, t->kernel, 2, NULL, t->global,
                                  t->local, 0, NULL, &event);
+    err = clattn__fault_call(plan->ctx, CLATTN_FAULT_ENQUEUE, err, &event);
     if (err != CL_SUCCESS)
         return clattn__cl_fail(plan->ctx, err, "clEnqueueNDRangeKernel");
     clattn__run_track(args, event);

@@ -56,24 +56,6 @@ static const char *family_of(clattn_kernel_shape shape)
     return shape == CLATTN_SHAPE_CPU ? "tiled_cpu" : "tiled_gpu";
 }
 
-char *clattn__tuning_path(const char *option)
-{
-    const char *env = getenv("CLATTN_TUNING_FILE");
-    char buf[4096];
-
-    if (option && *option)
-        return strdup(option);
-    if (env && *env)
-        return strdup(env);
-    if ((env = getenv("XDG_CACHE_HOME")) && *env)
-        snprintf(buf, sizeof(buf), "%s/clattn/tuning.txt", env);
-    else if ((env = getenv("HOME")) && *env)
-        snprintf(buf, sizeof(buf), "%s/.cache/clattn/tuning.txt", env);
-    else
-        return NULL;
-    return strdup(buf);
-}
-
 const char *clattn_tuning_file(const clattn_context *ctx)
 {
     return ctx && ctx->tuning_file ? ctx->tuning_file : "";
@@ -181,6 +163,27 @@ static int fresh(const entry *e)
     return e->source == clattn__source_hash(family_of(e->tuning.kernel_shape));
 }
 
+/*
+ * Reads the next whole line into buf. A line too long for buf is skipped to
+ * its end and comes back empty, so no piece of it is ever taken for an entry.
+ * Returns 0 at the end of the file.
+ */
+static int next_line(FILE *f, char *buf, size_t size)
+{
+    size_t n;
+    int c;
+
+    if (!fgets(buf, (int)size, f))
+        return 0;
+    n = strlen(buf);
+    if (n + 1 < size || buf[n - 1] == '\n' || feof(f))
+        return 1;
+    while ((c = fgetc(f)) != EOF && c != '\n')
+        ;
+    buf[0] = '\0';
+    return 1;
+}
+
 static int database_find(clattn_context *ctx, const entry *key, clattn_tuning *out)
 {
     char line[LINE_MAX_BYTES];
@@ -190,7 +193,7 @@ static int database_find(clattn_context *ctx, const entry *key, clattn_tuning *o
 
     if (!ctx->tuning_file || !(f = fopen(ctx->tuning_file, "r")))
         return 0;
-    while (fgets(line, sizeof(line), f)) {
+    while (next_line(f, line, sizeof(line))) {
         if (!parse_line(line, &e) || !same_key(&e, key))
             continue;
         if (!fresh(&e)) {
@@ -271,7 +274,7 @@ static clattn_status rewrite(clattn_context *ctx, const entry *fresh_entry)
     fputs("# clattn tuning database: platform, device, driver, source, variant, dtype,\n"
           "# head_dim, v_head_dim, shape, block_q, block_k, GFLOP/s (tab-separated)\n",
           out);
-    while (in && fgets(line, sizeof(line), in)) {
+    while (in && next_line(in, line, sizeof(line))) {
         memcpy(copy, line, sizeof(copy));
         if (parse_line(copy, &e) && !same_key(&e, fresh_entry))
             ok = ok && fputs(line, out) >= 0;
@@ -375,4 +378,14 @@ clattn_status clattn_tuning_space(clattn_context *ctx, const clattn_desc *desc,
     }
     *count = n;
     return CLATTN_OK;
+}
+
+int clattn__tuning_parse_line(char *line, clattn_tuning *tuning)
+{
+    entry e;
+
+    if (!parse_line(line, &e))
+        return 0;
+    *tuning = e.tuning;
+    return 1;
 }
