@@ -8,13 +8,11 @@
 #include "cli.h"
 #include "peak.h"
 #include "problem.h"
+#include "workload.h"
 
 #define MAX_PROBLEMS 3
 #define MAX_REPEAT 1000
 #define MAX_VARIANTS 3
-
-/* The key chunk of the linear variant's causal algorithm, for its FLOP count. */
-#define LINEAR_CHUNK 64
 
 /* Problems small enough for the float64 reference to take seconds at most. */
 #define VERIFY_LIMIT 2147483648.0
@@ -40,8 +38,7 @@ typedef struct bench_setup {
 typedef struct bench_data {
     problem p; /* empty unless verified */
     int verified;
-    cl_mem q, k, v, o;
-    size_t o_bytes;
+    workload w;
 } bench_data;
 
 typedef struct bench_result {
@@ -50,70 +47,11 @@ typedef struct bench_result {
     double median_ms, min_ms, error;
 } bench_result;
 
-/* Unmasked (query, key) pairs of one head, counted as the header defines masks. */
-static double mask_pairs(const clattn_desc *d)
-{
-    long long shift = (long long)d->kv_len - d->q_len;
-    long long total = 0;
-
-    for (long long i = 0; i < d->q_len; i++) {
-        long long row = i + shift, lo = 0, hi = d->kv_len - 1;
-
-        if (d->causal && row < hi)
-            hi = row;
-        if (d->window_left >= 0 && row - d->window_left > lo)
-            lo = row - d->window_left;
-        if (d->window_right >= 0 && row + d->window_right < hi)
-            hi = row + d->window_right;
-        if (hi >= lo)
-            total += hi - lo + 1;
-    }
-    return (double)total;
-}
-
-/* Causal (query, key) pairs of one head that fall in the query's own chunk. */
-static double chunk_pairs(const clattn_desc *d)
-{
-    long long shift = (long long)d->kv_len - d->q_len;
-    double total = 0.0;
-
-    for (long long i = 0; i < d->q_len; i++) {
-        if (i + shift >= 0)
-            total += (double)((i + shift) % LINEAR_CHUNK + 1);
-    }
-    return total;
-}
-
-/*
- * The useful work of the linear variant's chunked algorithm: building the
- * states from the keys, applying them to the queries and, when causal, the
- * masked products inside each chunk.
- */
-static double linear_flops(const clattn_desc *d)
-{
-    double state = (double)d->head_dim * d->v_head_dim;
-    double flops = 2.0 * d->batch * d->kv_heads * (double)d->kv_len * state +
-                   2.0 * d->batch * d->q_heads * (double)d->q_len * state;
-
-    if (d->causal)
-        flops += 2.0 * d->batch * d->q_heads * (double)(d->head_dim + d->v_head_dim) *
-                 chunk_pairs(d);
-    return flops;
-}
-
-static double problem_flops(const clattn_desc *d)
-{
-    if (d->variant == CLATTN_VARIANT_LINEAR)
-        return linear_flops(d);
-    return 2.0 * d->batch * d->q_heads * (double)(d->head_dim + d->v_head_dim) *
-           mask_pairs(d);
-}
-
 /* The float64 reference's multiply-adds, which bound the time it takes. */
 static int verifiable(const clattn_desc *d)
 {
     int dim = d->head_dim > d->v_head_dim ? d->head_dim : d->v_head_dim;
-    double work = (double)d->batch * d->q_heads * mask_pairs(d) * dim;
+    double work = (double)d->batch * d->q_heads * workload_pairs(d) * dim;
 
     if (d->variant == CLATTN_VARIANT_LINEAR)
         work = (double)d->batch * d->q_heads * ((double)d->q_len + d->kv_len) *
@@ -159,114 +97,24 @@ static void progress(const char *format, ...)
     fflush(stderr);
 }
 
-static uint64_t next_random(uint64_t *state)
-{
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    return *state;
-}
-
-/* Inputs for problems too large for the reference: any values in [-1, 1). */
-static void *random_storage(size_t bytes, clattn_dtype dtype, uint64_t *state)
-{
-    size_t count = bytes / (dtype == CLATTN_F16 ? 2 : 4);
-    void *data = malloc(bytes > 0 ? bytes : 1);
-
-    for (size_t i = 0; data != NULL && i < count; i++) {
-        float x = (float)(next_random(state) >> 40) / (float)(1 << 23) - 1.0f;
-
-        if (dtype == CLATTN_F16)
-            ((uint16_t *)data)[i] = problem_float_to_half(x);
-        else
-            ((float *)data)[i] = x;
-    }
-    return data;
-}
-
-static cl_mem upload(clattn_context *ctx, const void *host, size_t bytes, cl_int *err)
-{
-    return clCreateBuffer(clattn_context_cl_context(ctx),
-                          CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, bytes, (void *)host,
-                          err);
-}
-
-static int upload_inputs(clattn_context *ctx, bench_data *b, const void *const host[3],
-                         const size_t bytes[3])
-{
-    cl_int err = CL_SUCCESS;
-
-    b->q = upload(ctx, host[0], bytes[0], &err);
-    if (err == CL_SUCCESS)
-        b->k = upload(ctx, host[1], bytes[1], &err);
-    if (err == CL_SUCCESS)
-        b->v = upload(ctx, host[2], bytes[2], &err);
-    if (err == CL_SUCCESS)
-        b->o = clCreateBuffer(clattn_context_cl_context(ctx), CL_MEM_READ_WRITE,
-                              b->o_bytes, NULL, &err);
-    if (err != CL_SUCCESS)
-        return cli_error("bench: could not allocate device buffers (OpenCL error %d)",
-                         (int)err);
-    return 0;
-}
-
-static int prepare_random(clattn_context *ctx, const clattn_desc *d, uint64_t seed,
-                          bench_data *b)
-{
-    const clattn_tensor tensors[3] = {CLATTN_TENSOR_Q, CLATTN_TENSOR_K, CLATTN_TENSOR_V};
-    size_t bytes[3];
-    void *host[3] = {NULL, NULL, NULL};
-    uint64_t state = seed | 1;
-    int rc = 0;
-
-    for (int i = 0; i < 3 && rc == 0; i++) {
-        if (clattn_tensor_bytes(d, tensors[i], &bytes[i]) != CLATTN_OK)
-            rc = cli_error("bench: the problem is too large");
-        else if ((host[i] = random_storage(bytes[i], d->dtype, &state)) == NULL)
-            rc = cli_error("bench: out of host memory");
-    }
-    if (rc == 0)
-        rc = upload_inputs(ctx, b, (const void *const *)host, bytes);
-
-    for (int i = 0; i < 3; i++)
-        free(host[i]);
-    return rc;
-}
-
 static int prepare(clattn_context *ctx, const clattn_desc *d, const bench_setup *s,
                    bench_data *b)
 {
-    const void *host[3];
-    size_t bytes[3];
     char text[256];
 
-    if (clattn_tensor_bytes(d, CLATTN_TENSOR_O, &b->o_bytes) != CLATTN_OK)
-        return cli_error("bench: the problem is too large");
     if (!b->verified)
-        return prepare_random(ctx, d, s->seed, b);
+        return workload_random(ctx, "bench", d, s->seed, &b->w);
 
     describe_problem(d, text, sizeof text);
     progress("computing the float64 reference for %s...", text);
     if (problem_init(&b->p, d, s->seed) != 0)
         return cli_error("bench: out of host memory for the reference");
-
-    host[0] = b->p.q;
-    host[1] = b->p.k;
-    host[2] = b->p.v;
-    bytes[0] = b->p.q_count * b->p.elem_size;
-    bytes[1] = b->p.k_count * b->p.elem_size;
-    bytes[2] = b->p.v_count * b->p.elem_size;
-    return upload_inputs(ctx, b, host, bytes);
+    return workload_problem(ctx, "bench", &b->p, &b->w);
 }
 
 static void release(bench_data *b)
 {
-    cl_mem mem[4] = {b->q, b->k, b->v, b->o};
-
-    for (int i = 0; i < 4; i++) {
-        if (mem[i] != NULL)
-            clReleaseMemObject(mem[i]);
-    }
+    workload_release(&b->w);
     problem_free(&b->p);
     memset(b, 0, sizeof *b);
 }
@@ -275,13 +123,13 @@ static void release(bench_data *b)
 static int verify(clattn_context *ctx, const bench_setup *s, const bench_data *b,
                   bench_result *r)
 {
-    void *o = malloc(b->o_bytes);
+    void *o = malloc(b->w.o_bytes);
     cl_int err;
 
     if (o == NULL)
         return cli_error("bench: out of host memory");
-    err = clEnqueueReadBuffer(clattn_context_queue(ctx), b->o, CL_TRUE, 0, b->o_bytes, o,
-                              0, NULL, NULL);
+    err = clEnqueueReadBuffer(clattn_context_queue(ctx), b->w.o, CL_TRUE, 0, b->w.o_bytes,
+                              o, 0, NULL, NULL);
     r->error = err == CL_SUCCESS ? problem_output_error(&b->p, o) : INFINITY;
     free(o);
 
@@ -295,19 +143,6 @@ static int verify(clattn_context *ctx, const bench_setup *s, const bench_data *b
     return 0;
 }
 
-/* Fills the output with NaN so that a run that writes nothing cannot pass. */
-static cl_int poison(clattn_context *ctx, const clattn_desc *d, const bench_data *b)
-{
-    const cl_uint nan32 = 0x7fc00000u;
-    const cl_ushort nan16 = 0x7e00u;
-    int half = d->dtype == CLATTN_F16;
-
-    return clEnqueueFillBuffer(clattn_context_queue(ctx), b->o,
-                               half ? (const void *)&nan16 : (const void *)&nan32,
-                               half ? sizeof nan16 : sizeof nan32, 0, b->o_bytes, 0, NULL,
-                               NULL);
-}
-
 static clattn_status time_runs(clattn_plan *plan, const bench_setup *s,
                                const bench_data *b, bench_result *r)
 {
@@ -317,7 +152,8 @@ static clattn_status time_runs(clattn_plan *plan, const bench_setup *s,
     if (times == NULL)
         return CLATTN_HOST_MEMORY;
     for (int i = 0; i < s->repeat && status == CLATTN_OK; i++)
-        status = clattn_plan_run_timed(plan, b->q, b->k, b->v, b->o, NULL, &times[i]);
+        status =
+            clattn_plan_run_timed(plan, b->w.q, b->w.k, b->w.v, b->w.o, NULL, &times[i]);
 
     if (status == CLATTN_OK) {
         r->median_ms = cli_median(times, s->repeat);
@@ -338,9 +174,9 @@ static int measure(clattn_context *ctx, clattn_plan *plan, const clattn_desc *d,
     r->shape = clattn_plan_kernel_shape(plan);
     r->error = NAN;
 
-    if (poison(ctx, d, b) != CL_SUCCESS)
+    if (workload_poison(ctx, d, &b->w) != CL_SUCCESS)
         return cli_error("bench: clEnqueueFillBuffer failed");
-    status = clattn_plan_run_timed(plan, b->q, b->k, b->v, b->o, NULL, &ms);
+    status = clattn_plan_run_timed(plan, b->w.q, b->w.k, b->w.v, b->w.o, NULL, &ms);
     if (status != CLATTN_OK)
         return cli_library_error(status, ctx);
     if (b->verified && verify(ctx, s, b, r) != 0)
@@ -424,7 +260,7 @@ static void print_ratio(double gflops, double yardstick)
 static void print_result(const clattn_desc *d, const bench_setup *s, const bench_data *b,
                          const bench_result *r)
 {
-    double gflops = problem_flops(d) / (r->median_ms * 1e6);
+    double gflops = workload_flops(d) / (r->median_ms * 1e6);
 
     if (s->json) {
         print_json(d, s, b, r, gflops);

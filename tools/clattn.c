@@ -1,6 +1,6 @@
 /*
- * clattn: lists OpenCL devices, runs attention on .npy files and benchmarks
- * the library's variants.
+ * clattn: lists OpenCL devices, runs attention on .npy files, benchmarks
+ * the library's variants and tunes their tiles.
  */
 #include <stdio.h>
 #include <string.h>
@@ -14,6 +14,7 @@ static const char usage[] =
     "  devices               list OpenCL platforms and devices with their index\n"
     "  run                   compute attention on .npy files\n"
     "  bench                 time the variants on random inputs\n"
+    "  tune                  measure the best tiles for this device\n"
     "  help, --help          show this text\n"
     "  --version             show the library version\n"
     "\n"
@@ -52,10 +53,30 @@ static const char usage[] =
     "  2*B*Hkv*Lk*D*Dv + 2*B*Hq*Lq*D*Dv, plus 2*B*Hq*(D+Dv) per causal pair\n"
     "  inside a chunk of 64 keys. us/token is the median time over B*Lq.\n"
     "\n"
+    "clattn tune [options]\n"
+    "  Searches the tiles of the tiled kernels on the device. Each candidate is\n"
+    "  checked against a float64 reference on small problems; those that pass\n"
+    "  are timed on a prefill (B=1, H=8, N=2048, causal) and a decode (Lq=1,\n"
+    "  Lk=4096, Hq=32, Hkv=8). The best by the geometric mean of GFLOP/s is\n"
+    "  saved to the tuning database, which plans read when they are made.\n"
+    "  --variant tiled|window       (default tiled; the two share their tiles)\n"
+    "  --head-dim D[,D...]          (default 64,128)\n"
+    "  --v-head-dim D               (default: each head dim)\n"
+    "  --dtype f32|f16[,...]        (default f32)\n"
+    "  --budget SECONDS             no candidate starts after it (default 300);\n"
+    "                               every candidate when they all fit in it,\n"
+    "                               else a walk from the current choice\n"
+    "  --export                     print the tuned entries as rows of the\n"
+    "                               built-in table (lib/tuning.c); with\n"
+    "                               --budget, after a search\n"
+    "  --dry-run                    show where each search starts, and its space\n"
+    "  --device SPEC\n"
+    "\n"
     "clattn devices\n"
     "\n"
     "Environment: CLATTN_DEVICE, CLATTN_CACHE_DIR, CLATTN_DISABLE_CACHE,\n"
-    "CLATTN_TEST_SEED (bench inputs).\n"
+    "CLATTN_TUNING_FILE (the tuning database), CLATTN_TEST_SEED (bench and\n"
+    "tune inputs).\n"
     "Exit status: 0 success, 1 failure, 2 bad command line.\n";
 
 void cli_print_usage(void)
@@ -86,5 +107,7 @@ int main(int argc, char **argv)
         return cli_run(argc - 2, argv + 2);
     if (strcmp(command, "bench") == 0)
         return cli_bench(argc - 2, argv + 2);
+    if (strcmp(command, "tune") == 0)
+        return cli_tune(argc - 2, argv + 2);
     return cli_usage_error(NULL, "unknown command '%s'", command);
 }

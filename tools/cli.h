@@ -63,5 +63,6 @@ void cli_print_usage(void);
 int cli_devices(int argc, char **argv);
 int cli_run(int argc, char **argv);
 int cli_bench(int argc, char **argv);
+int cli_tune(int argc, char **argv);
 
 #endif /* CLATTN_CLI_H */
