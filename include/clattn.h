@@ -227,6 +227,10 @@ typedef enum clattn_variant {
     CLATTN_VARIANT_LINEAR = 4,
 } clattn_variant;
 
+/** The variant's name: "auto", "naive", "tiled", "window" or "linear";
+ * "unknown" for a value outside the enum. */
+CLATTN_API const char *clattn_variant_name(clattn_variant variant);
+
 /**
  * The feature map phi of linear attention. The linear variant computes
  *

@@ -22,6 +22,15 @@ void clattn_desc_init(clattn_desc *desc)
     desc->window_right = -1;
 }
 
+const char *clattn_variant_name(clattn_variant variant)
+{
+    static const char *const names[] = {"auto", "naive", "tiled", "window", "linear"};
+
+    if ((unsigned)variant >= sizeof(names) / sizeof(names[0]))
+        return "unknown";
+    return names[variant];
+}
+
 static int mul_ok(size_t a, size_t b, size_t *out)
 {
     if (a && b > SIZE_MAX / a)

@@ -54,22 +54,6 @@ int harness_teardown(void **state)
     return 0;
 }
 
-static const char *variant_name(clattn_variant v)
-{
-    switch (v) {
-    case CLATTN_VARIANT_NAIVE:
-        return "naive";
-    case CLATTN_VARIANT_TILED:
-        return "tiled";
-    case CLATTN_VARIANT_WINDOW:
-        return "window";
-    case CLATTN_VARIANT_LINEAR:
-        return "linear";
-    default:
-        return "auto";
-    }
-}
-
 static const char *shape_name(clattn_kernel_shape s)
 {
     return s == CLATTN_SHAPE_CPU ? "cpu" : s == CLATTN_SHAPE_GPU ? "gpu" : "auto";
@@ -87,7 +71,7 @@ void harness_describe(const clattn_desc *d, char *buf, size_t size)
     snprintf(buf, size,
              "%s/%s %s %s batch=%d heads=%d/%d len=%d/%d dim=%d/%d scale=%g causal=%d "
              "window=%d/%d lse=%d block=%d/%d%s",
-             variant_name(d->variant), shape_name(d->kernel_shape),
+             clattn_variant_name(d->variant), shape_name(d->kernel_shape),
              d->dtype == CLATTN_F16 ? "f16" : "f32",
              d->layout == CLATTN_LAYOUT_BSHD ? "bshd" : "bhsd", d->batch, d->q_heads,
              d->kv_heads, d->q_len, d->kv_len, d->head_dim, d->v_head_dim,

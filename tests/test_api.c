@@ -25,6 +25,18 @@ static void status_names_and_texts(void **state)
     assert_non_null(clattn_status_text((clattn_status)-42));
 }
 
+static void variant_names(void **state)
+{
+    (void)state;
+    assert_string_equal(clattn_variant_name(CLATTN_VARIANT_AUTO), "auto");
+    assert_string_equal(clattn_variant_name(CLATTN_VARIANT_NAIVE), "naive");
+    assert_string_equal(clattn_variant_name(CLATTN_VARIANT_TILED), "tiled");
+    assert_string_equal(clattn_variant_name(CLATTN_VARIANT_WINDOW), "window");
+    assert_string_equal(clattn_variant_name(CLATTN_VARIANT_LINEAR), "linear");
+    assert_string_equal(clattn_variant_name((clattn_variant)99), "unknown");
+    assert_string_equal(clattn_variant_name((clattn_variant)-1), "unknown");
+}
+
 static void version_matches_header(void **state)
 {
     char want[32];
@@ -751,6 +763,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(status_names_and_texts),
+        cmocka_unit_test(variant_names),
         cmocka_unit_test(version_matches_header),
         cmocka_unit_test(defaults),
         cmocka_unit_test(tensor_bytes_follow_defaults),

@@ -138,8 +138,8 @@ static int verify(clattn_context *ctx, const bench_setup *s, const bench_data *b
     if (!(r->error <= problem_tolerance(&b->p)))
         return cli_error("bench: %s: relative error %.3g exceeds the tolerance %.1g "
                          "(replay with CLATTN_TEST_SEED=%llu)",
-                         cli_variant_name(r->variant), r->error, problem_tolerance(&b->p),
-                         (unsigned long long)s->seed);
+                         clattn_variant_name(r->variant), r->error,
+                         problem_tolerance(&b->p), (unsigned long long)s->seed);
     return 0;
 }
 
@@ -220,7 +220,7 @@ static void print_json(const clattn_desc *d, const bench_setup *s, const bench_d
                        const bench_result *r, double gflops)
 {
     putchar('{');
-    json_string("variant", cli_variant_name(r->variant));
+    json_string("variant", clattn_variant_name(r->variant));
     json_string("kernel_shape", cli_kernel_shape_name(r->shape));
     printf("\"batch\": %d, \"q_heads\": %d, \"kv_heads\": %d, \"q_len\": %d, "
            "\"kv_len\": %d, \"head_dim\": %d, \"v_head_dim\": %d, ",
@@ -265,7 +265,7 @@ static void print_result(const clattn_desc *d, const bench_setup *s, const bench
     if (s->json) {
         print_json(d, s, b, r, gflops);
     } else {
-        printf("  %-7s %-5s %10.3f %10.1f", cli_variant_name(r->variant),
+        printf("  %-7s %-5s %10.3f %10.1f", clattn_variant_name(r->variant),
                cli_kernel_shape_name(r->shape), r->median_ms, gflops);
         print_ratio(gflops, s->gemm_gflops);
         print_ratio(gflops, s->peak_gflops);
@@ -284,10 +284,10 @@ static int bench_variant(clattn_context *ctx, clattn_desc d, clattn_variant vari
 
     d.variant = variant;
     progress("planning %s (compiles kernels unless cached)...",
-             cli_variant_name(variant));
+             clattn_variant_name(variant));
     status = clattn_plan_create(&plan, ctx, &d);
     if (status == CLATTN_UNSUPPORTED && !s->chosen) {
-        fprintf(stderr, "clattn: %s does not apply: %s\n", cli_variant_name(variant),
+        fprintf(stderr, "clattn: %s does not apply: %s\n", clattn_variant_name(variant),
                 clattn_context_message(ctx));
         return 0;
     }

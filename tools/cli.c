@@ -213,22 +213,6 @@ int cli_layout(const char *command, const char *text, clattn_layout *out)
     return 0;
 }
 
-const char *cli_variant_name(clattn_variant variant)
-{
-    switch (variant) {
-    case CLATTN_VARIANT_NAIVE:
-        return "naive";
-    case CLATTN_VARIANT_TILED:
-        return "tiled";
-    case CLATTN_VARIANT_WINDOW:
-        return "window";
-    case CLATTN_VARIANT_LINEAR:
-        return "linear";
-    default:
-        return "auto";
-    }
-}
-
 const char *cli_feature_map_name(clattn_feature_map map)
 {
     return map == CLATTN_FEATURE_RELU ? "relu" : "elu1";

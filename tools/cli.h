@@ -47,7 +47,6 @@ int cli_feature_map(const char *command, const char *text, clattn_feature_map *o
 int cli_kernel_shape(const char *command, const char *text, clattn_kernel_shape *out);
 int cli_layout(const char *command, const char *text, clattn_layout *out);
 
-const char *cli_variant_name(clattn_variant variant);
 const char *cli_kernel_shape_name(clattn_kernel_shape shape);
 const char *cli_feature_map_name(clattn_feature_map map);
 

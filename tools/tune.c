@@ -42,7 +42,7 @@ const char *tune_origin_name(clattn_tuning_origin origin)
 
 void tune_label(const clattn_desc *key, char *text, size_t size)
 {
-    snprintf(text, size, "%s %s D=%d Dv=%d", cli_variant_name(key->variant),
+    snprintf(text, size, "%s %s D=%d Dv=%d", clattn_variant_name(key->variant),
              key->dtype == CLATTN_F16 ? "f16" : "f32", key->head_dim, key->v_head_dim);
 }
 
