@@ -401,10 +401,11 @@ typedef enum clattn_tuning_origin {
 CLATTN_API const char *clattn_tuning_file(const clattn_context *ctx);
 
 /**
- * What a plan for desc (variant tiled or window) would use, ignoring the
- * descriptor's own shape and tile fields, and where it comes from (origin
- * may be NULL). Returns OK, INVALID_ARGUMENT or UNSUPPORTED (a variant
- * without tunable tiles).
+ * What a plan for desc would use, ignoring the descriptor's own shape and
+ * tile fields, and where it comes from (origin may be NULL). For tiled and
+ * window, block_q and block_k are query rows and keys per tile; for linear,
+ * query rows per CPU work-item and keys per chunk. Returns OK,
+ * INVALID_ARGUMENT or UNSUPPORTED (naive, which has no tiles).
  */
 CLATTN_API clattn_status clattn_tuning_lookup(clattn_context *ctx,
                                               const clattn_desc *desc,

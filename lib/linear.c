@@ -8,13 +8,12 @@
 
 #include "internal.h"
 
-#define CHUNK 64
-#define CPU_ROWS 16
-
 typedef struct linear {
     cl_kernel state, scan, output;
     cl_mem phik, states;
     int per_head; /* CPU shape: blocks of rows per query head; 0: a row each */
+    int rows;     /* CPU shape: query rows per work-item */
+    int chunk;    /* keys per chunk */
     size_t state_global[2], scan_global[2], out_global[2];
 } linear;
 
@@ -91,7 +90,7 @@ static clattn_status kernels(clattn_plan *plan, linear *l)
 
     n = clattn__common_options(plan, options, sizeof(options));
     snprintf(options + n, sizeof(options) - n, " -D FEATURE=%d -D LC=%d -D RV=%d",
-             (int)plan->desc.feature_map, CHUNK, CPU_ROWS / 8);
+             (int)plan->desc.feature_map, l->chunk, l->rows / 8);
     status = clattn__program_get(plan->ctx, "linear", options, &program);
     if (status)
         return status;
@@ -145,13 +144,38 @@ static clattn_status fixed_args(clattn_plan *plan, linear *l, int chunks)
     return CLATTN_OK;
 }
 
+/* Rows per CPU work-item and keys per chunk: the descriptor's, else the
+ * tuning sources', else 16 and 64. */
+static clattn_status tiles(clattn_plan *plan, linear *l)
+{
+    const clattn_desc *d = &plan->desc;
+    const int tuned = plan->tuning.kernel_shape == plan->shape;
+
+    l->rows = d->block_q ? d->block_q : tuned ? plan->tuning.block_q : 16;
+    l->chunk = d->block_k ? d->block_k : tuned ? plan->tuning.block_k : 64;
+    if (plan->shape == CLATTN_SHAPE_CPU && (l->rows % 8 || l->rows > 32))
+        return clattn__fail(
+            plan->ctx, CLATTN_INVALID_ARGUMENT,
+            "desc.block_q is %d; linear's CPU shape needs a multiple of 8 "
+            "up to 32",
+            l->rows);
+    if (l->chunk % 8 || l->chunk > 512)
+        return clattn__fail(plan->ctx, CLATTN_INVALID_ARGUMENT,
+                            "desc.block_k is %d; linear's chunks need a multiple of 8 up "
+                            "to 512",
+                            l->chunk);
+    if (plan->shape == CLATTN_SHAPE_CPU)
+        l->per_head = (d->q_len + l->rows - 1) / l->rows;
+    return CLATTN_OK;
+}
+
 static clattn_status setup(clattn_plan *plan)
 {
     const clattn_desc *d = &plan->desc;
-    const int chunks = (d->kv_len + CHUNK - 1) / CHUNK;
     const size_t heads = (size_t)d->batch * d->kv_heads;
     linear *l;
     clattn_status status;
+    int chunks;
 
     if ((status = check(plan)))
         return status;
@@ -159,8 +183,9 @@ static clattn_status setup(clattn_plan *plan)
     if (!l)
         return clattn__fail(plan->ctx, CLATTN_HOST_MEMORY, "out of host memory");
     plan->impl = l;
-    if (plan->shape == CLATTN_SHAPE_CPU)
-        l->per_head = (d->q_len + CPU_ROWS - 1) / CPU_ROWS;
+    if ((status = tiles(plan, l)))
+        return status;
+    chunks = (d->kv_len + l->chunk - 1) / l->chunk;
     if ((status = workspace(plan, l, chunks)) || (status = kernels(plan, l)) ||
         (status = fixed_args(plan, l, chunks)))
         return status;

@@ -240,8 +240,12 @@ clattn_status clattn_plan_create(clattn_plan **out, clattn_context *ctx,
     plan->variant = choose_variant(plan);
     plan->tuning.kernel_shape =
         ctx->info.type & CL_DEVICE_TYPE_CPU ? CLATTN_SHAPE_CPU : CLATTN_SHAPE_GPU;
-    if (plan->variant == CLATTN_VARIANT_TILED || plan->variant == CLATTN_VARIANT_WINDOW)
-        clattn_tuning_lookup(ctx, &plan->desc, &plan->tuning, NULL);
+    if (plan->variant != CLATTN_VARIANT_NAIVE) {
+        clattn_desc key = plan->desc;
+
+        key.variant = plan->variant;
+        clattn_tuning_lookup(ctx, &key, &plan->tuning, NULL);
+    }
     plan->shape = choose_shape(plan);
     plan->ops = plan->variant == CLATTN_VARIANT_NAIVE    ? &clattn__naive_ops
                 : plan->variant == CLATTN_VARIANT_WINDOW ? &clattn__window_ops

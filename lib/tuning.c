@@ -51,8 +51,11 @@ static const char *shape_name(clattn_kernel_shape shape)
     return shape == CLATTN_SHAPE_CPU ? "cpu" : "gpu";
 }
 
-static const char *family_of(clattn_kernel_shape shape)
+/* The kernel family an entry was measured with, whose source it is keyed by. */
+static const char *family_of(const char *variant, clattn_kernel_shape shape)
 {
+    if (!strcmp(variant, "linear"))
+        return "linear";
     return shape == CLATTN_SHAPE_CPU ? "tiled_cpu" : "tiled_gpu";
 }
 
@@ -133,16 +136,15 @@ static void format_line(const entry *e, char *buf, size_t size)
  * result fields. */
 static clattn_status key_of(clattn_context *ctx, const clattn_desc *d, entry *e)
 {
-    if (d->variant != CLATTN_VARIANT_AUTO && d->variant != CLATTN_VARIANT_TILED &&
-        d->variant != CLATTN_VARIANT_WINDOW)
+    if (d->variant == CLATTN_VARIANT_NAIVE)
         return clattn__fail(ctx, CLATTN_UNSUPPORTED,
-                            "desc.variant: only the tiled and window variants have "
-                            "tunable tiles");
+                            "desc.variant: the naive variant has no tunable tiles");
     memset(e, 0, sizeof(*e));
     snprintf(e->platform, sizeof(e->platform), "%s", ctx->info.platform_name);
     snprintf(e->device, sizeof(e->device), "%s", ctx->info.name);
     snprintf(e->driver, sizeof(e->driver), "%s", ctx->info.driver);
-    snprintf(e->variant, sizeof(e->variant), "tiled");
+    snprintf(e->variant, sizeof(e->variant),
+             d->variant == CLATTN_VARIANT_LINEAR ? "linear" : "tiled");
     snprintf(e->dtype, sizeof(e->dtype), d->dtype == CLATTN_F16 ? "f16" : "f32");
     e->head_dim = d->head_dim;
     e->v_head_dim = d->v_head_dim ? d->v_head_dim : d->head_dim;
@@ -160,7 +162,8 @@ static int same_key(const entry *a, const entry *b)
 /* A stored entry is trusted only for the kernel source it was measured on. */
 static int fresh(const entry *e)
 {
-    return e->source == clattn__source_hash(family_of(e->tuning.kernel_shape));
+    return e->source ==
+           clattn__source_hash(family_of(e->variant, e->tuning.kernel_shape));
 }
 
 /*
@@ -237,15 +240,18 @@ clattn_status clattn_tuning_lookup(clattn_context *ctx, const clattn_desc *desc,
     if ((status = key_of(ctx, desc, &key)))
         return status;
 
+    const int linear = !strcmp(key.variant, "linear");
+
     if (database_find(ctx, &key, tuning)) {
         from = CLATTN_TUNING_DATABASE;
-    } else if (builtin_find(&ctx->info, tuning)) {
+    } else if (!linear && builtin_find(&ctx->info, tuning)) {
         from = CLATTN_TUNING_BUILTIN;
     } else {
+        /* Linear's tiles: 16 rows per CPU work-item, chunks of 64 keys. */
         tuning->kernel_shape =
             ctx->info.type & CL_DEVICE_TYPE_CPU ? CLATTN_SHAPE_CPU : CLATTN_SHAPE_GPU;
-        tuning->block_q = tuning->kernel_shape == CLATTN_SHAPE_CPU ? 16 : 64;
-        tuning->block_k = 32;
+        tuning->block_q = tuning->kernel_shape == CLATTN_SHAPE_CPU ? 16 : linear ? 1 : 64;
+        tuning->block_k = linear ? 64 : 32;
     }
     if (origin)
         *origin = from;
@@ -317,7 +323,7 @@ clattn_status clattn_tuning_save(clattn_context *ctx, const clattn_desc *desc,
     if ((status = key_of(ctx, desc, &e)))
         return status;
     e.tuning = *tuning;
-    e.source = clattn__source_hash(family_of(tuning->kernel_shape));
+    e.source = clattn__source_hash(family_of(e.variant, tuning->kernel_shape));
     e.gflops = gflops;
     if (clattn__mkdir_for(ctx->tuning_file))
         return clattn__fail(ctx, CLATTN_IO_ERROR, "cannot create the folder of %s",
@@ -331,6 +337,10 @@ static int legal(const clattn_context *ctx, const clattn_desc *d, const clattn_t
     const int dv = d->v_head_dim ? d->v_head_dim : d->head_dim;
     const size_t per_key = (size_t)(d->head_dim + dv) * sizeof(float);
 
+    if (d->variant == CLATTN_VARIANT_LINEAR)
+        return t->block_k % 8 == 0 && t->block_k <= 512 &&
+               (t->kernel_shape == CLATTN_SHAPE_GPU ||
+                (t->block_q % 8 == 0 && t->block_q <= 32));
     if (t->kernel_shape == CLATTN_SHAPE_CPU)
         return t->block_q % 8 == 0 && t->block_q <= 64 && t->block_k % 4 == 0 &&
                t->block_k <= 256;
@@ -343,6 +353,11 @@ clattn_status clattn_tuning_space(clattn_context *ctx, const clattn_desc *desc,
 {
     static const int cpu_q[] = {8, 16, 24, 32}, cpu_k[] = {8, 16, 32, 64};
     static const int gpu_q[] = {16, 32, 64, 128, 256}, gpu_k[] = {8, 16, 32, 64};
+    /* Linear: rows per CPU work-item (the GPU kernel has one row per
+     * work-item) and keys per chunk. */
+    static const int lin_cpu_q[] = {8, 16, 24, 32}, lin_gpu_q[] = {1};
+    static const int lin_k[] = {32, 64, 128, 256};
+    const int linear = desc && desc->variant == CLATTN_VARIANT_LINEAR;
     const int cpu_first = ctx && (ctx->info.type & CL_DEVICE_TYPE_CPU);
     clattn_status status;
     entry key;
@@ -360,8 +375,9 @@ clattn_status clattn_tuning_space(clattn_context *ctx, const clattn_desc *desc,
 
     for (int pass = 0; pass < 2; pass++) {
         const int cpu = pass == 0 ? cpu_first : !cpu_first;
-        const int *qs = cpu ? cpu_q : gpu_q, *ks = cpu ? cpu_k : gpu_k;
-        const int nq = cpu ? 4 : 5;
+        const int *qs = linear ? (cpu ? lin_cpu_q : lin_gpu_q) : cpu ? cpu_q : gpu_q;
+        const int *ks = linear ? lin_k : cpu ? cpu_k : gpu_k;
+        const int nq = linear ? (cpu ? 4 : 1) : cpu ? 4 : 5;
 
         for (int i = 0; i < nq; i++) {
             for (int j = 0; j < 4; j++) {

@@ -472,6 +472,55 @@ static double difference(const float *a, const float *b, size_t n)
  * the later ones build the entry's tiles and take its shape, unless the
  * descriptor sets its own.
  */
+/* Linear's tiles are rows per CPU work-item and keys per chunk; its entries
+ * are keyed apart from tiled's, and its plans follow them. */
+static void linear_entries(void **state)
+{
+    clattn_context *ctx = open_with(path_of("linear.txt"));
+    clattn_desc d = key_desc(CLATTN_VARIANT_LINEAR, CLATTN_F32, 64, 64);
+    clattn_desc tiled = key_desc(CLATTN_VARIANT_TILED, CLATTN_F32, 64, 64);
+    clattn_tuning space[64], chunk32 = tuning(CLATTN_SHAPE_CPU, 8, 32), got;
+    float *before, *after;
+    int count = 0;
+    uint64_t built;
+    problem p;
+
+    (void)state;
+    EXPECT_OK(ctx, clattn_tuning_space(ctx, &d, space, 64, &count));
+    assert_true(count > 0 && count <= 64);
+    for (int i = 0; i < count; i++) {
+        assert_true(space[i].block_k % 8 == 0 && space[i].block_k <= 512);
+        if (space[i].kernel_shape == CLATTN_SHAPE_CPU)
+            assert_true(space[i].block_q % 8 == 0 && space[i].block_q <= 32);
+    }
+    assert_int_equal(lookup(ctx, &d, &got), CLATTN_TUNING_DEFAULT);
+    assert_int_equal(got.block_k, 64);
+
+    d.q_heads = 4;
+    d.kv_heads = 2;
+    d.q_len = d.kv_len = 150;
+    d.causal = 1;
+    assert_int_equal(problem_init(&p, &d, harness_seed), 0);
+    before = malloc(p.o_count * sizeof(float));
+    after = malloc(p.o_count * sizeof(float));
+    assert_non_null(before);
+    assert_non_null(after);
+    assert_true(run_plan(ctx, &d, &p, CLATTN_SHAPE_CPU, before) <= problem_tolerance(&p));
+
+    EXPECT_OK(ctx, clattn_tuning_save(ctx, &d, &chunk32, 5.0));
+    expect_entry(ctx, &d, &chunk32);
+    expect_builtin(ctx, &tiled);
+    built = builds(ctx);
+    assert_true(run_plan(ctx, &d, &p, CLATTN_SHAPE_CPU, after) <= problem_tolerance(&p));
+    assert_int_equal(builds(ctx), built + 1);
+    assert_true(difference(after, before, p.o_count) <= problem_tolerance(&p));
+
+    free(before);
+    free(after);
+    problem_free(&p);
+    clattn_context_destroy(ctx);
+}
+
 static void plans_follow_entries(void **state)
 {
     clattn_context *ctx = open_with(path_of("plans.txt"));
@@ -534,7 +583,8 @@ int main(void)
         cmocka_unit_test(round_trip),           cmocka_unit_test(stale_entries),
         cmocka_unit_test(corrupt_file),         cmocka_unit_test(unwritable_file),
         cmocka_unit_test(bad_arguments),        cmocka_unit_test(legal_space),
-        cmocka_unit_test(plans_follow_entries), cmocka_unit_test(file_choice),
+        cmocka_unit_test(plans_follow_entries), cmocka_unit_test(linear_entries),
+        cmocka_unit_test(file_choice),
     };
 
     return cmocka_run_group_tests_name("tuning", tests, setup, teardown);

@@ -59,7 +59,7 @@ static const char usage[] =
     "  are timed on a prefill (B=1, H=8, N=2048, causal) and a decode (Lq=1,\n"
     "  Lk=4096, Hq=32, Hkv=8). The best by the geometric mean of GFLOP/s is\n"
     "  saved to the tuning database, which plans read when they are made.\n"
-    "  --variant tiled|window       (default tiled; the two share their tiles)\n"
+    "  --variant tiled|window|linear (default tiled; tiled and window share)\n"
     "  --head-dim D[,D...]          (default 64,128)\n"
     "  --v-head-dim D               (default: each head dim)\n"
     "  --dtype f32|f16[,...]        (default f32)\n"

@@ -156,9 +156,9 @@ static int parse_variant(const char *text, clattn_variant *out)
         return 0;
     if (cli_variant("tune", text, out) != 0)
         return CLI_USAGE;
-    if (*out != CLATTN_VARIANT_TILED && *out != CLATTN_VARIANT_WINDOW)
+    if (*out == CLATTN_VARIANT_NAIVE || *out == CLATTN_VARIANT_AUTO)
         return cli_usage_error("tune",
-                               "--variant: only tiled and window have tiles to "
+                               "--variant: tiled, window and linear have tiles to "
                                "tune, got '%s'",
                                text);
     return 0;
