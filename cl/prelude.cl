@@ -15,6 +15,9 @@
 #ifndef WANT_LSE
 #define WANT_LSE 0
 #endif
+#ifndef SPLIT
+#define SPLIT 0
+#endif
 
 /* Storage is float or half; arithmetic is always float. vload_half and
  * vstore_half exist on every OpenCL 1.2 device, with or without cl_khr_fp16. */
@@ -65,3 +68,17 @@ inline int2 block_rows(int block, int size, int q_len, int rows, int per_head)
     }
     return (int2)(block * size, min(block * size + size, rows) - 1);
 }
+
+/*
+ * Split runs: when a problem has too few blocks of rows to fill the device
+ * (decode), each block's band of keys is shared among several work-items,
+ * and each writes its unnormalized output, running maximum (log2 units) and
+ * sum for every row: DV + 2 floats at part_row(), merged by attn_combine.
+ */
+#ifdef DV
+inline __global float *part_row(__global float *part, int bkv, int rows, int r,
+                                int splits, int sp)
+{
+    return part + (((ulong)bkv * rows + r) * splits + sp) * (DV + 2);
+}
+#endif

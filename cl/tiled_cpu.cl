@@ -33,9 +33,14 @@ __kernel void attn_tiled_cpu(__global const store_t *q, __global const store_t *
                              float scale_log2,
                              ulong q_sb, ulong q_sh, int q_ss, ulong k_sb, ulong k_sh,
                              int k_ss, ulong v_sb, ulong v_sh, int v_ss, ulong o_sb,
-                             ulong o_sh, int o_ss)
+                             ulong o_sh, int o_ss, int splits, __global float *part)
 {
-    const int2 span = block_rows(get_global_id(0), ROWS, q_len, group * q_len, per_head);
+#if SPLIT
+    const int blk = get_global_id(0) / splits, sp = get_global_id(0) % splits;
+#else
+    const int blk = get_global_id(0);
+#endif
+    const int2 span = block_rows(blk, ROWS, q_len, group * q_len, per_head);
     const int r0 = span.x, r_last = span.y;
     const int b = get_global_id(1) / kv_heads;
     const int kvh = get_global_id(1) % kv_heads;
@@ -55,8 +60,18 @@ __kernel void attn_tiled_cpu(__global const store_t *q, __global const store_t *
     const int same_head = r0 / q_len == r_last / q_len;
     const int qmin = same_head ? r0 % q_len : 0;
     const int qmax = same_head ? r_last % q_len : q_len - 1;
+#if SPLIT
+    /* This work-item's share of the band; the partial results meet again in
+     * attn_combine. */
+    const int band_first = band_lo(qmin, shift, left);
+    const int band_last = band_hi(qmax, shift, right, kv_len);
+    const int share = (band_last - band_first + splits) / splits;
+    const int jlo = band_first + sp * share;
+    const int jhi = min(band_last, jlo + share - 1);
+#else
     const int jlo = band_lo(qmin, shift, left);
     const int jhi = band_hi(qmax, shift, right, kv_len);
+#endif
     const int lo_max = qmax + shift - left;
     const int hi_min = qmin + shift + right;
 
@@ -223,6 +238,15 @@ __kernel void attn_tiled_cpu(__global const store_t *q, __global const store_t *
             if (r > r_last)
                 break;
 
+#if SPLIT
+            __global float *pp = part_row(part, get_global_id(1), group * q_len, r, splits,
+                                          sp);
+
+            for (int dd = 0; dd < DV; dd++)
+                pp[dd] = ((const float *)&acc[dd * BQV + vi])[lane];
+            pp[DV] = ((const float *)&m[vi])[lane];
+            pp[DV + 1] = lf[lane];
+#else
             const int hq = kvh * group + r / q_len, qi = r % q_len;
             const float sum = lf[lane];
             const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
@@ -230,7 +254,8 @@ __kernel void attn_tiled_cpu(__global const store_t *q, __global const store_t *
 
             for (int dd = 0; dd < DV; dd++)
                 STORE(((const float *)&acc[dd * BQV + vi])[lane] * inv, op, dd);
-#if WANT_LSE
+#endif
+#if WANT_LSE && !SPLIT
             const float mx = ((const float *)&m[vi])[lane];
 
             lse[((ulong)b * kv_heads * group + hq) * q_len + qi] =

@@ -20,7 +20,8 @@ void attn_tiled_gpu(__global const store_t *q, __global const store_t *k,
                     int q_len, int kv_len, int kv_heads, int group, int per_head,
                     int left, int right, float scale_log2, ulong q_sb, ulong q_sh,
                     int q_ss, ulong k_sb, ulong k_sh, int k_ss, ulong v_sb, ulong v_sh,
-                    int v_ss, ulong o_sb, ulong o_sh, int o_ss)
+                    int v_ss, ulong o_sb, ulong o_sh, int o_ss, int splits,
+                    __global float *part)
 {
     __local float kt[BK * D];
     __local float vt[BK * DV];
@@ -32,15 +33,29 @@ void attn_tiled_gpu(__global const store_t *q, __global const store_t *k,
 
     /* Every work-item, active or not, agrees on the group's band, so all of
      * them reach the same barriers. */
-    const int2 span = block_rows(get_group_id(0), BQ, q_len, group * q_len, per_head);
+#if SPLIT
+    const int blk = get_group_id(0) / splits, sp = get_group_id(0) % splits;
+#else
+    const int blk = get_group_id(0);
+#endif
+    const int2 span = block_rows(blk, BQ, q_len, group * q_len, per_head);
     const int r0 = span.x, r_last = span.y;
     const int r = r0 + lid;
     const int active = r <= r_last;
     const int same_head = r0 / q_len == r_last / q_len;
     const int qmin = same_head ? r0 % q_len : 0;
     const int qmax = same_head ? r_last % q_len : q_len - 1;
+#if SPLIT
+    /* This group's share of the band; attn_combine merges the shares. */
+    const int band_first = band_lo(qmin, shift, left);
+    const int band_last = band_hi(qmax, shift, right, kv_len);
+    const int share = (band_last - band_first + splits) / splits;
+    const int jlo = band_first + sp * share;
+    const int jhi = min(band_last, jlo + share - 1);
+#else
     const int jlo = band_lo(qmin, shift, left);
     const int jhi = band_hi(qmax, shift, right, kv_len);
+#endif
 
     const int rr = min(r, r_last);
     const int hq = kvh * group + rr / q_len, qi = rr % q_len;
@@ -104,6 +119,16 @@ void attn_tiled_gpu(__global const store_t *q, __global const store_t *k,
 
     if (!active)
         return;
+
+#if SPLIT
+    __global float *pp = part_row(part, get_global_id(1), group * q_len, r, splits, sp);
+
+    for (int d = 0; d < DV; d++)
+        pp[d] = acc[d];
+    pp[DV] = m;
+    pp[DV + 1] = l;
+    return;
+#endif
 
     const float inv = l > 0.0f ? 1.0f / l : 0.0f;
     __global store_t *op = o + b * o_sb + hq * o_sh + (ulong)qi * o_ss;

@@ -10,9 +10,35 @@
 typedef struct tiled {
     cl_kernel kernel;
     int per_head; /* blocks per query head, or 0 when blocks pack heads */
+    int splits;   /* work-items sharing a block's band of keys */
     size_t global[2];
     size_t local[2];
+    cl_kernel combine; /* merges the shares when splits > 1 */
+    cl_mem part;
+    size_t combine_global[2];
 } tiled;
+
+/*
+ * Decode and other small problems leave most of a device idle: with fewer
+ * than four blocks of rows per compute unit, each block's band of keys is
+ * shared among several work-items, each share at least four tiles long.
+ */
+static int choose_splits(const clattn_plan *plan, size_t blocks, int keys)
+{
+    const size_t target = 4 * (size_t)plan->ctx->info.compute_units;
+    long band = (long)plan->left + plan->right + 1;
+    size_t want, most;
+
+    if (band > plan->desc.kv_len)
+        band = plan->desc.kv_len;
+    if (blocks >= target)
+        return 1;
+    want = (target + blocks - 1) / blocks;
+    most = (size_t)band / (4 * (size_t)keys);
+    if (want > most)
+        want = most;
+    return want > 64 ? 64 : want < 1 ? 1 : (int)want;
+}
 
 /* Tiles for the CPU shape: the measured sweet spot on PoCL is 16 rows
  * (two float8) by 32 keys; see bench/NOTES.md. */
@@ -66,6 +92,45 @@ static clattn_status gpu_tiles(clattn_plan *plan, int *rows, int *keys)
     return CLATTN_OK;
 }
 
+/* The workspace and kernel that merge the shares of a split run. */
+static clattn_status build_combine(clattn_plan *plan, tiled *t)
+{
+    const clattn_desc *d = &plan->desc;
+    const size_t rows = (size_t)plan->group * d->q_len;
+    const size_t bytes = t->global[1] * rows * (size_t)t->splits *
+                         ((size_t)d->v_head_dim + 2) * sizeof(float);
+    const int o_ss = (int)plan->o_str.seq;
+    char options[512];
+    cl_program program;
+    clattn_status status;
+    cl_int err;
+
+    t->part = clCreateBuffer(plan->ctx->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    clattn__fault_mem(plan->ctx, &t->part, &err);
+    if (err != CL_SUCCESS)
+        return clattn__cl_fail(plan->ctx, err, "clCreateBuffer (split workspace)");
+    plan->workspace_bytes += bytes;
+
+    clattn__common_options(plan, options, sizeof(options));
+    status = clattn__program_get(plan->ctx, "combine", options, &program);
+    if (status)
+        return status;
+    t->combine = clCreateKernel(program, "attn_combine", &err);
+    clReleaseProgram(program);
+    if (err == CL_SUCCESS)
+        err = clattn__set_args(t->combine, 0, 1, sizeof(cl_mem), &t->part);
+    if (err == CL_SUCCESS)
+        err = clattn__set_args(t->combine, 3, 7, sizeof(int), &d->q_len, sizeof(int),
+                               &d->kv_heads, sizeof(int), &plan->group, sizeof(int),
+                               &t->splits, sizeof(cl_ulong), &plan->o_str.batch,
+                               sizeof(cl_ulong), &plan->o_str.head, sizeof(int), &o_ss);
+    if (err != CL_SUCCESS)
+        return clattn__cl_fail(plan->ctx, err, "creating the combine kernel");
+    t->combine_global[0] = rows;
+    t->combine_global[1] = t->global[1];
+    return CLATTN_OK;
+}
+
 static clattn_status build(clattn_plan *plan, tiled *t)
 {
     const int cpu = plan->shape == CLATTN_SHAPE_CPU;
@@ -79,10 +144,30 @@ static clattn_status build(clattn_plan *plan, tiled *t)
     status = cpu ? cpu_tiles(plan, &rows, &keys) : gpu_tiles(plan, &rows, &keys);
     if (status)
         return status;
+
+    /* Blocks stay within one query head unless a head has fewer queries
+     * than a block, as in decode: then packing the group's heads into one
+     * block lets them share every K and V load. */
+    const size_t q_len = (size_t)plan->desc.q_len, per_block = (size_t)rows;
+    const size_t heads = (size_t)plan->desc.batch * plan->desc.kv_heads;
+
+    t->per_head = q_len >= per_block ? (int)((q_len + per_block - 1) / per_block) : 0;
+    t->global[0] = t->per_head ? (size_t)plan->group * t->per_head
+                               : (plan->group * q_len + per_block - 1) / per_block;
+    t->global[1] = heads;
+    t->splits = choose_splits(plan, t->global[0] * heads, keys);
+    t->global[0] *= (size_t)t->splits;
+    t->local[0] = 1;
+    t->local[1] = 1;
+    if (!cpu) {
+        t->global[0] *= per_block;
+        t->local[0] = per_block;
+    }
+
     n = clattn__common_options(plan, options, sizeof(options));
     snprintf(options + n, sizeof(options) - n,
-             cpu ? " -D BQV=%d -D BK=%d" : " -D BQ=%d -D BK=%d", cpu ? rows / 8 : rows,
-             keys);
+             cpu ? " -D BQV=%d -D BK=%d -D SPLIT=%d" : " -D BQ=%d -D BK=%d -D SPLIT=%d",
+             cpu ? rows / 8 : rows, keys, t->splits > 1);
     status = clattn__program_get(plan->ctx, family, options, &program);
     if (status)
         return status;
@@ -103,22 +188,7 @@ static clattn_status build(clattn_plan *plan, tiled *t)
                                 limit);
     }
 
-    /* Blocks stay within one query head unless a head has fewer queries
-     * than a block, as in decode: then packing the group's heads into one
-     * block lets them share every K and V load. */
-    const size_t q_len = (size_t)plan->desc.q_len, per_block = (size_t)rows;
-
-    t->per_head = q_len >= per_block ? (int)((q_len + per_block - 1) / per_block) : 0;
-    t->global[0] = t->per_head ? (size_t)plan->group * t->per_head
-                               : (plan->group * q_len + per_block - 1) / per_block;
-    t->global[1] = (size_t)plan->desc.batch * plan->desc.kv_heads;
-    t->local[0] = 1;
-    t->local[1] = 1;
-    if (!cpu) {
-        t->global[0] *= per_block;
-        t->local[0] = per_block;
-    }
-    return CLATTN_OK;
+    return t->splits > 1 ? build_combine(plan, t) : CLATTN_OK;
 }
 
 static clattn_status set_fixed_args(clattn_plan *plan, tiled *t)
@@ -152,6 +222,8 @@ static clattn_status set_fixed_args(clattn_plan *plan, tiled *t)
         {sizeof(cl_ulong), &plan->o_str.batch},
         {sizeof(cl_ulong), &plan->o_str.head},
         {sizeof(int), &o_ss},
+        {sizeof(int), &t->splits},
+        {sizeof(cl_mem), t->part ? &t->part : &plan->dummy},
     };
 
     for (cl_uint i = 0; i < sizeof(args) / sizeof(args[0]) && err == CL_SUCCESS; i++)
@@ -169,6 +241,10 @@ static void destroy(clattn_plan *plan)
         return;
     if (t->kernel)
         clReleaseKernel(t->kernel);
+    if (t->combine)
+        clReleaseKernel(t->combine);
+    if (t->part)
+        clReleaseMemObject(t->part);
     free(t);
     plan->impl = NULL;
 }
@@ -203,6 +279,18 @@ static clattn_status run(clattn_plan *plan, clattn_run_args *args)
     err = clattn__fault_call(plan->ctx, CLATTN_FAULT_ENQUEUE, err, &event);
     if (err != CL_SUCCESS)
         return clattn__cl_fail(plan->ctx, err, "clEnqueueNDRangeKernel");
+    clattn__run_track(args, event);
+    if (!t->combine)
+        return CLATTN_OK;
+
+    err = clattn__set_args(t->combine, 1, 2, sizeof(cl_mem), &args->o, sizeof(cl_mem),
+                           &args->lse);
+    if (err == CL_SUCCESS)
+        err = clEnqueueNDRangeKernel(plan->ctx->queue, t->combine, 2, NULL,
+                                     t->combine_global, NULL, 0, NULL, &event);
+    err = clattn__fault_call(plan->ctx, CLATTN_FAULT_ENQUEUE, err, &event);
+    if (err != CL_SUCCESS)
+        return clattn__cl_fail(plan->ctx, err, "running the combine kernel");
     clattn__run_track(args, event);
     return CLATTN_OK;
 }
