@@ -75,6 +75,14 @@ inline int2 block_rows(int block, int size, int q_len, int rows, int per_head)
  * and each writes its unnormalized output, running maximum (log2 units) and
  * sum for every row: DV + 2 floats at part_row(), merged by attn_combine.
  */
+inline int2 band_share(int first, int last, int splits, int sp)
+{
+    const int share = (last - first + splits) / splits;
+    const int lo = first + sp * share;
+
+    return (int2)(lo, min(last, lo + share - 1));
+}
+
 #ifdef DV
 inline __global float *part_row(__global float *part, int bkv, int rows, int r,
                                 int splits, int sp)

@@ -63,11 +63,9 @@ __kernel void attn_tiled_cpu(__global const store_t *q, __global const store_t *
 #if SPLIT
     /* This work-item's share of the band; the partial results meet again in
      * attn_combine. */
-    const int band_first = band_lo(qmin, shift, left);
-    const int band_last = band_hi(qmax, shift, right, kv_len);
-    const int share = (band_last - band_first + splits) / splits;
-    const int jlo = band_first + sp * share;
-    const int jhi = min(band_last, jlo + share - 1);
+    const int2 keys = band_share(band_lo(qmin, shift, left),
+                                 band_hi(qmax, shift, right, kv_len), splits, sp);
+    const int jlo = keys.x, jhi = keys.y;
 #else
     const int jlo = band_lo(qmin, shift, left);
     const int jhi = band_hi(qmax, shift, right, kv_len);

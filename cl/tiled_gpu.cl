@@ -47,11 +47,9 @@ void attn_tiled_gpu(__global const store_t *q, __global const store_t *k,
     const int qmax = same_head ? r_last % q_len : q_len - 1;
 #if SPLIT
     /* This group's share of the band; attn_combine merges the shares. */
-    const int band_first = band_lo(qmin, shift, left);
-    const int band_last = band_hi(qmax, shift, right, kv_len);
-    const int share = (band_last - band_first + splits) / splits;
-    const int jlo = band_first + sp * share;
-    const int jhi = min(band_last, jlo + share - 1);
+    const int2 keys = band_share(band_lo(qmin, shift, left),
+                                 band_hi(qmax, shift, right, kv_len), splits, sp);
+    const int jlo = keys.x, jhi = keys.y;
 #else
     const int jlo = band_lo(qmin, shift, left);
     const int jhi = band_hi(qmax, shift, right, kv_len);
