@@ -237,8 +237,8 @@ __kernel void attn_tiled_cpu(__global const store_t *q, __global const store_t *
                 break;
 
 #if SPLIT
-            __global float *pp = part_row(part, get_global_id(1), group * q_len, r, splits,
-                                          sp);
+            __global float *pp =
+                part_row(part, get_global_id(1), group * q_len, r, splits, sp);
 
             for (int dd = 0; dd < DV; dd++)
                 pp[dd] = ((const float *)&acc[dd * BQV + vi])[lane];

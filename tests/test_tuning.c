@@ -472,6 +472,22 @@ static double difference(const float *a, const float *b, size_t n)
  * the later ones build the entry's tiles and take its shape, unless the
  * descriptor sets its own.
  */
+/* A causal GQA problem of the key's configuration, and room for two outputs
+ * to compare plans made before and after a tuning entry. */
+static void causal_gqa_problem(clattn_desc *d, int len, problem *p, float **before,
+                               float **after)
+{
+    d->q_heads = 4;
+    d->kv_heads = 2;
+    d->q_len = d->kv_len = len;
+    d->causal = 1;
+    assert_int_equal(problem_init(p, d, harness_seed), 0);
+    *before = malloc(p->o_count * sizeof(float));
+    *after = malloc(p->o_count * sizeof(float));
+    assert_non_null(*before);
+    assert_non_null(*after);
+}
+
 /* Linear's tiles are rows per CPU work-item and keys per chunk; its entries
  * are keyed apart from tiled's, and its plans follow them. */
 static void linear_entries(void **state)
@@ -496,15 +512,7 @@ static void linear_entries(void **state)
     assert_int_equal(lookup(ctx, &d, &got), CLATTN_TUNING_DEFAULT);
     assert_int_equal(got.block_k, 64);
 
-    d.q_heads = 4;
-    d.kv_heads = 2;
-    d.q_len = d.kv_len = 150;
-    d.causal = 1;
-    assert_int_equal(problem_init(&p, &d, harness_seed), 0);
-    before = malloc(p.o_count * sizeof(float));
-    after = malloc(p.o_count * sizeof(float));
-    assert_non_null(before);
-    assert_non_null(after);
+    causal_gqa_problem(&d, 150, &p, &before, &after);
     assert_true(run_plan(ctx, &d, &p, CLATTN_SHAPE_CPU, before) <= problem_tolerance(&p));
 
     EXPECT_OK(ctx, clattn_tuning_save(ctx, &d, &chunk32, 5.0));
@@ -532,15 +540,7 @@ static void plans_follow_entries(void **state)
     problem p;
 
     (void)state;
-    d.q_heads = 4;
-    d.kv_heads = 2;
-    d.q_len = d.kv_len = 77;
-    d.causal = 1;
-    assert_int_equal(problem_init(&p, &d, harness_seed), 0);
-    before = malloc(p.o_count * sizeof(float));
-    after = malloc(p.o_count * sizeof(float));
-    assert_non_null(before);
-    assert_non_null(after);
+    causal_gqa_problem(&d, 77, &p, &before, &after);
     assert_true(run_plan(ctx, &d, &p, CLATTN_SHAPE_CPU, before) <= problem_tolerance(&p));
 
     EXPECT_OK(ctx, clattn_tuning_save(ctx, &d, &small, 10.0));
