@@ -30,7 +30,7 @@ typedef struct bench_setup {
     int chosen;
     int repeat, json;
     uint64_t seed;
-    double gemm_gflops, peak_gflops; /* 0 when not measured */
+    double gemm_gflops, peak_gflops, read_gbps; /* 0 when not measured */
     char device[256];
 } bench_setup;
 
@@ -217,7 +217,7 @@ static double ms_per_token(const clattn_desc *d, const bench_result *r)
 }
 
 static void print_json(const clattn_desc *d, const bench_setup *s, const bench_data *b,
-                       const bench_result *r, double gflops)
+                       const bench_result *r, double gflops, double kv_gbps)
 {
     putchar('{');
     json_string("variant", clattn_variant_name(r->variant));
@@ -242,6 +242,9 @@ static void print_json(const clattn_desc *d, const bench_setup *s, const bench_d
     json_number("peak_gflops", s->peak_gflops > 0 ? s->peak_gflops : NAN, ", ");
     json_number("gemm_ratio", gflops / s->gemm_gflops, ", ");
     json_number("peak_ratio", gflops / s->peak_gflops, ", ");
+    json_number("kv_gbps", kv_gbps, ", ");
+    json_number("read_gbps", s->read_gbps > 0 ? s->read_gbps : NAN, ", ");
+    json_number("read_ratio", kv_gbps / s->read_gbps, ", ");
     printf("\"verified\": %s, ", b->verified ? "true" : "false");
     json_number("error", r->error, ", ");
     printf("\"seed\": %llu, ", (unsigned long long)s->seed);
@@ -261,15 +264,18 @@ static void print_result(const clattn_desc *d, const bench_setup *s, const bench
                          const bench_result *r)
 {
     double gflops = workload_flops(d) / (r->median_ms * 1e6);
+    double kv_gbps = workload_kv_bytes(d) / (r->median_ms * 1e6);
 
     if (s->json) {
-        print_json(d, s, b, r, gflops);
+        print_json(d, s, b, r, gflops, kv_gbps);
     } else {
         printf("  %-7s %-5s %10.3f %10.1f", clattn_variant_name(r->variant),
                cli_kernel_shape_name(r->shape), r->median_ms, gflops);
         print_ratio(gflops, s->gemm_gflops);
         print_ratio(gflops, s->peak_gflops);
-        printf(" %9.3f\n", 1000.0 * ms_per_token(d, r));
+        printf(" %9.3f %8.1f", 1000.0 * ms_per_token(d, r), kv_gbps);
+        print_ratio(kv_gbps, s->read_gbps);
+        putchar('\n');
     }
     fflush(stdout);
 }
@@ -338,8 +344,9 @@ static int bench_problem(clattn_context *ctx, const clattn_desc *d, int always_v
         describe_problem(d, text, sizeof text);
         printf("\n%s (%s)\n", text,
                b.verified ? "verified" : "not verified: too large for the reference");
-        printf("  %-7s %-5s %10s %10s %8s %8s %9s\n", "variant", "shape", "median ms",
-               "GFLOP/s", "x GEMM", "of peak", "us/token");
+        printf("  %-7s %-5s %10s %10s %8s %8s %9s %8s %8s\n", "variant", "shape",
+               "median ms", "GFLOP/s", "x GEMM", "of peak", "us/token", "K/V GB/s",
+               "of read");
     }
     for (int i = 0; rc == 0 && i < count; i++)
         rc = bench_variant(ctx, *d, variants[i], s, &b);
@@ -475,11 +482,15 @@ static void measure_yardsticks(clattn_context *ctx, bench_setup *s)
     progress("timing the FMA peak...");
     if (peak_fma_gflops(ctx, &s->peak_gflops) != 0)
         s->peak_gflops = 0.0;
+    progress("timing memory reads...");
+    if (peak_read_gbps(ctx, &s->read_gbps) != 0)
+        s->read_gbps = 0.0;
 
     if (!s->json) {
         printf("device: %s\n", s->device);
-        printf("CLBlast SGEMM %d: %.1f GFLOP/s, FMA peak: %.1f GFLOP/s\n", GEMM_SIZE,
-               s->gemm_gflops, s->peak_gflops);
+        printf("CLBlast SGEMM %d: %.1f GFLOP/s, FMA peak: %.1f GFLOP/s, "
+               "memory read: %.1f GB/s\n",
+               GEMM_SIZE, s->gemm_gflops, s->peak_gflops, s->read_gbps);
     }
 }
 

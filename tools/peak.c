@@ -10,6 +10,7 @@
 #define FMA_CHAINS 12
 #define FMA_MIN_MS 25.0
 #define FMA_MAX_ITERS (1 << 26)
+#define READ_BYTES ((size_t)512 << 20)
 
 /*
  * Twelve independent chains hide the multiply-add latency on every device we
@@ -35,6 +36,44 @@ static const char fma_source[] =
     "    float4 h = s.lo + s.hi;\n"
     "    out[get_global_id(0)] = (h.x + h.y) + (h.z + h.w);\n"
     "}\n";
+
+/*
+ * Streams a buffer once and sums it, so that nothing can be skipped. A CPU
+ * work-item reads one contiguous stretch, which its core's prefetchers
+ * follow; elsewhere neighbouring work-items read neighbouring vectors, so
+ * that the accesses of a work-group coalesce.
+ */
+static const char read_source[] =
+    "__kernel void read_sum(__global const float4 *in, __global float *out,\n"
+    "                       int per_item, int contiguous)\n"
+    "{\n"
+    "    const size_t g = get_global_id(0), n = get_global_size(0);\n"
+    "    const size_t first = contiguous ? g * per_item : g;\n"
+    "    const size_t step = contiguous ? 1 : n;\n"
+    "    float4 s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;\n"
+    "    for (int i = 0; i < per_item; i += 4) {\n"
+    "        s0 += in[first + i * step];\n"
+    "        s1 += in[first + (i + 1) * step];\n"
+    "        s2 += in[first + (i + 2) * step];\n"
+    "        s3 += in[first + (i + 3) * step];\n"
+    "    }\n"
+    "    float4 s = (s0 + s1) + (s2 + s3);\n"
+    "    out[g] = (s.x + s.y) + (s.z + s.w);\n"
+    "}\n";
+
+/* Builds one of the yardstick kernels; the caller releases what is set. */
+static cl_int build_kernel(cl_context cl, cl_device_id device, const char *source,
+                           const char *name, cl_program *program, cl_kernel *kernel)
+{
+    cl_int err = CL_SUCCESS;
+
+    *program = clCreateProgramWithSource(cl, 1, &source, NULL, &err);
+    if (err == CL_SUCCESS)
+        err = clBuildProgram(*program, 1, &device, "", NULL, NULL);
+    if (err == CL_SUCCESS)
+        *kernel = clCreateKernel(*program, name, &err);
+    return err;
+}
 
 typedef struct fma_setup {
     cl_command_queue queue;
@@ -242,21 +281,127 @@ int peak_fma_gflops(clattn_context *ctx, double *gflops)
 {
     cl_context cl = clattn_context_cl_context(ctx);
     cl_device_id device = clattn_context_device(ctx);
-    const char *source = fma_source;
     fma_setup s = {clattn_context_queue(ctx), NULL, 0, 0};
-    cl_program program;
-    cl_int err = CL_SUCCESS;
+    cl_program program = NULL;
+    cl_int err = build_kernel(cl, device, fma_source, "fma_chains", &program, &s.kernel);
     int rc;
-
-    program = clCreateProgramWithSource(cl, 1, &source, NULL, &err);
-    if (err == CL_SUCCESS)
-        err = clBuildProgram(program, 1, &device, "", NULL, NULL);
-    if (err == CL_SUCCESS)
-        s.kernel = clCreateKernel(program, "fma_chains", &err);
 
     rc = err == CL_SUCCESS
              ? fma_with_kernel(&s, cl, device, gflops)
              : cli_error("the FMA kernel failed to build (OpenCL error %d)", (int)err);
+    if (s.kernel != NULL)
+        clReleaseKernel(s.kernel);
+    if (program != NULL)
+        clReleaseProgram(program);
+    return rc;
+}
+
+typedef struct read_setup {
+    cl_command_queue queue;
+    cl_kernel kernel;
+    size_t items, local;
+} read_setup;
+
+static int time_read(const read_setup *s, double *ms)
+{
+    cl_event event = NULL;
+    cl_int err;
+
+    err = clEnqueueNDRangeKernel(s->queue, s->kernel, 1, NULL, &s->items, &s->local, 0,
+                                 NULL, &event);
+    if (err == CL_SUCCESS)
+        err = clWaitForEvents(1, &event);
+    if (err == CL_SUCCESS)
+        *ms = peak_event_ms(event, event);
+
+    if (event != NULL)
+        clReleaseEvent(event);
+    if (err != CL_SUCCESS || *ms <= 0.0)
+        return cli_error("the read kernel failed (OpenCL error %d)", (int)err);
+    return 0;
+}
+
+/*
+ * The same shapes as the FMA kernel: on a CPU a few contiguous stretches per
+ * compute unit, elsewhere enough work-groups to keep every unit's loads in
+ * flight.
+ */
+static int read_with_kernel(read_setup *s, cl_context cl, cl_device_id device,
+                            double *gbps)
+{
+    cl_device_type type = 0;
+    cl_uint units = 1;
+    cl_ulong max_alloc = 0;
+    size_t bytes = READ_BYTES, vectors;
+    cl_int per_item, contiguous, err;
+    cl_float zero = 0.0f;
+    double times[RUNS], ms = 0.0;
+    cl_mem in = NULL, out = NULL;
+    int rc = 0;
+
+    clGetDeviceInfo(device, CL_DEVICE_TYPE, sizeof type, &type, NULL);
+    clGetDeviceInfo(device, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof units, &units, NULL);
+    clGetDeviceInfo(device, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof max_alloc, &max_alloc,
+                    NULL);
+    while (bytes > max_alloc && bytes > ((size_t)16 << 20))
+        bytes /= 2;
+
+    contiguous = (type & CL_DEVICE_TYPE_CPU) != 0;
+    s->local = contiguous ? 1 : 64;
+    s->items = contiguous ? (size_t)units * 16 : (size_t)units * 2048;
+    vectors = bytes / (4 * sizeof(cl_float));
+    per_item = (cl_int)(vectors / s->items) & ~3;
+    if (per_item < 4)
+        return cli_error("the device is too small to time its memory");
+
+    in = clCreateBuffer(cl, CL_MEM_READ_ONLY, bytes, NULL, &err);
+    if (err == CL_SUCCESS)
+        out = clCreateBuffer(cl, CL_MEM_WRITE_ONLY, s->items * sizeof(cl_float), NULL,
+                             &err);
+    /* Filling the buffer also touches its pages, which the first read would
+     * otherwise pay for. */
+    if (err == CL_SUCCESS)
+        err = clEnqueueFillBuffer(s->queue, in, &zero, sizeof zero, 0, bytes, 0, NULL,
+                                  NULL);
+    if (err == CL_SUCCESS)
+        err = clSetKernelArg(s->kernel, 0, sizeof in, &in);
+    if (err == CL_SUCCESS)
+        err = clSetKernelArg(s->kernel, 1, sizeof out, &out);
+    if (err == CL_SUCCESS)
+        err = clSetKernelArg(s->kernel, 2, sizeof per_item, &per_item);
+    if (err == CL_SUCCESS)
+        err = clSetKernelArg(s->kernel, 3, sizeof contiguous, &contiguous);
+    if (err != CL_SUCCESS)
+        rc = cli_error("the read kernel's buffers failed (OpenCL error %d)", (int)err);
+
+    for (int run = -1; rc == 0 && run < RUNS; run++) {
+        rc = time_read(s, &ms);
+        if (run >= 0)
+            times[run] = ms;
+    }
+    if (rc == 0)
+        *gbps = (double)per_item * s->items * 4 * sizeof(cl_float) /
+                (cli_median(times, RUNS) * 1e6);
+
+    if (in != NULL)
+        clReleaseMemObject(in);
+    if (out != NULL)
+        clReleaseMemObject(out);
+    return rc;
+}
+
+int peak_read_gbps(clattn_context *ctx, double *gbps)
+{
+    cl_context cl = clattn_context_cl_context(ctx);
+    cl_device_id device = clattn_context_device(ctx);
+    read_setup s = {clattn_context_queue(ctx), NULL, 0, 0};
+    cl_program program = NULL;
+    cl_int err = build_kernel(cl, device, read_source, "read_sum", &program, &s.kernel);
+    int rc;
+
+    rc = err == CL_SUCCESS
+             ? read_with_kernel(&s, cl, device, gbps)
+             : cli_error("the read kernel failed to build (OpenCL error %d)", (int)err);
     if (s.kernel != NULL)
         clReleaseKernel(s.kernel);
     if (program != NULL)

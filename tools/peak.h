@@ -1,6 +1,7 @@
 /*
- * Two yardsticks for `clattn bench`: the device's SGEMM rate through CLBlast
- * and its FMA peak through a small kernel of our own.
+ * Three yardsticks for `clattn bench`: the device's SGEMM rate through
+ * CLBlast, its FMA peak and its memory read rate through small kernels of our
+ * own.
  */
 #ifndef CLATTN_PEAK_H
 #define CLATTN_PEAK_H
@@ -15,6 +16,12 @@ int peak_gemm_gflops(clattn_context *ctx, double *gflops);
 
 /* The rate of independent float8 multiply-add chains. Returns 0 or 1. */
 int peak_fma_gflops(clattn_context *ctx, double *gflops);
+
+/*
+ * The rate at which the device reads a buffer far larger than its caches, in
+ * GB/s: the ceiling of decode, which reads every key and value once.
+ */
+int peak_read_gbps(clattn_context *ctx, double *gbps);
 
 /*
  * Device milliseconds between the start of first and the end of last, both

@@ -28,6 +28,29 @@ double workload_pairs(const clattn_desc *d)
     return (double)total;
 }
 
+double workload_kv_bytes(const clattn_desc *d)
+{
+    long long shift = (long long)d->kv_len - d->q_len;
+    long long lo = 0, hi = d->kv_len - 1;
+    double elem = d->dtype == CLATTN_F16 ? 2.0 : 4.0;
+
+    /* Every row's band is contiguous and moves forward with the row, so the
+     * union of the bands runs from the first row's start to the last row's
+     * end. */
+    if (d->variant != CLATTN_VARIANT_LINEAR) {
+        if (d->causal && d->q_len - 1 + shift < hi)
+            hi = d->q_len - 1 + shift;
+        if (d->window_left >= 0 && shift - d->window_left > lo)
+            lo = shift - d->window_left;
+        if (d->window_right >= 0 && d->q_len - 1 + shift + d->window_right < hi)
+            hi = d->q_len - 1 + shift + d->window_right;
+    }
+    if (hi < lo)
+        return 0.0;
+    return (double)d->batch * d->kv_heads * (double)(hi - lo + 1) *
+           (d->head_dim + d->v_head_dim) * elem;
+}
+
 /* Causal (query, key) pairs of one head that fall in the query's own chunk. */
 static double chunk_pairs(const clattn_desc *d)
 {

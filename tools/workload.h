@@ -27,6 +27,12 @@ double workload_pairs(const clattn_desc *d);
 double workload_flops(const clattn_desc *d);
 
 /*
+ * Bytes of K and V the problem must read at least once: every key of the
+ * union of the rows' bands, in storage precision. Decode is bound by them.
+ */
+double workload_kv_bytes(const clattn_desc *d);
+
+/*
  * Uploads host inputs (q, k, v in storage form, with their sizes) and makes
  * the output buffer. Returns 0, or CLI_FAILED after printing why, naming
  * command.
