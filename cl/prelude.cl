@@ -25,10 +25,14 @@
 typedef half store_t;
 #define LOAD(p, i) vload_half(0, (p) + (i))
 #define STORE(x, p, i) vstore_half_rte((x), 0, (p) + (i))
+#define LOAD8(p, i) vload_half8(0, (p) + (i))
+#define STORE8(x, p, i) vstore_half8_rte((x), 0, (p) + (i))
 #else
 typedef float store_t;
 #define LOAD(p, i) ((p)[i])
 #define STORE(x, p, i) ((p)[i] = (x))
+#define LOAD8(p, i) vload8(0, (p) + (i))
+#define STORE8(x, p, i) vstore8((x), 0, (p) + (i))
 #endif
 
 #define LOG2E 1.4426950408889634f

@@ -131,10 +131,60 @@ static clattn_status build_combine(clattn_plan *plan, tiled *t)
     return CLATTN_OK;
 }
 
+/*
+ * Decode on a CPU: with at most eight rows per key/value head, the flash
+ * kernel's lanes along rows would mostly idle, so attn_decode_cpu runs its
+ * lanes along the head dimension instead (cl/decode_cpu.cl). Its rows per
+ * work-item are the head's rows rounded up to a power of two.
+ */
+static int decode_rows(const clattn_plan *plan)
+{
+    const clattn_desc *d = &plan->desc;
+    const long rows = (long)plan->group * d->q_len;
+    int rb = 1;
+
+    if (plan->shape != CLATTN_SHAPE_CPU || rows > 8 || d->head_dim % 8 ||
+        d->v_head_dim % 8)
+        return 0;
+    while (rb < rows)
+        rb *= 2;
+    return rb;
+}
+
+static clattn_status build_decode(clattn_plan *plan, tiled *t, int rb)
+{
+    const int keys = 32;
+    char options[512];
+    clattn_status status;
+    cl_program program;
+    cl_int err;
+    int n;
+
+    t->per_head = 0;
+    t->global[1] = (size_t)plan->desc.batch * plan->desc.kv_heads;
+    t->splits = choose_splits(plan, t->global[1], keys);
+    t->global[0] = (size_t)t->splits;
+    t->local[0] = 1;
+    t->local[1] = 1;
+
+    n = clattn__common_options(plan, options, sizeof(options));
+    snprintf(options + n, sizeof(options) - n, " -D RB=%d -D BK=%d -D SPLIT=%d", rb, keys,
+             t->splits > 1);
+    status = clattn__program_get(plan->ctx, "decode_cpu", options, &program);
+    if (status)
+        return status;
+    t->kernel = clCreateKernel(program, "attn_decode_cpu", &err);
+    clReleaseProgram(program);
+    if (err != CL_SUCCESS)
+        return clattn__cl_fail(plan->ctx, err, "clCreateKernel");
+    return t->splits > 1 ? build_combine(plan, t) : CLATTN_OK;
+}
+
 static clattn_status build(clattn_plan *plan, tiled *t)
 {
     const int cpu = plan->shape == CLATTN_SHAPE_CPU;
     const char *family = cpu ? "tiled_cpu" : "tiled_gpu";
+    const int rb = decode_rows(plan);
     char options[512];
     int rows = 0, keys = 0, n;
     clattn_status status;
@@ -144,6 +194,8 @@ static clattn_status build(clattn_plan *plan, tiled *t)
     status = cpu ? cpu_tiles(plan, &rows, &keys) : gpu_tiles(plan, &rows, &keys);
     if (status)
         return status;
+    if (rb)
+        return build_decode(plan, t, rb);
 
     /* Blocks stay within one query head unless a head has fewer queries
      * than a block, as in decode: then packing the group's heads into one

@@ -172,6 +172,30 @@ static const struct CMUnitTest window_bands[] = {
          WINDOW(63, 0), .want_lse = 1),
 };
 
+/*
+ * Few rows per key/value head: on a CPU device these run the decode kernel,
+ * which pads the rows to a power of two, splits the keys among work-items
+ * when there are few heads, and walks the output in columns of 8 * (8 / rows).
+ */
+static const struct CMUnitTest decode[] = {
+    CASE(decode_f16_gqa4_causal_lse, .q_heads = 8, .kv_heads = 2, .q_len = 1,
+         .kv_len = 777, .head_dim = 128, .dtype = CLATTN_F16, .causal = 1, .want_lse = 1),
+    CASE(decode_gqa3_dim40, .q_heads = 6, .kv_heads = 2, .q_len = 1, .kv_len = 301,
+         .head_dim = 40, .want_lse = 1),
+    CASE(decode_split_gqa2_dim80, .q_heads = 2, .kv_heads = 1, .q_len = 1, .kv_len = 5000,
+         .head_dim = 80, .want_lse = 1),
+    CASE(decode_split_f16_window, .q_heads = 4, .kv_heads = 1, .q_len = 1, .kv_len = 3000,
+         .head_dim = 64, .dtype = CLATTN_F16, .causal = 1, WINDOW(2047, -1)),
+    CASE(decode_q2_gqa4_bshd_causal, .q_heads = 8, .kv_heads = 2, .q_len = 2,
+         .kv_len = 300, .head_dim = 64, .layout = CLATTN_LAYOUT_BSHD, .causal = 1,
+         .want_lse = 1),
+    /* Queries 0 and 1 of each head see no key. */
+    CASE(decode_q4_kv2_empty_rows, .q_heads = 2, .kv_heads = 1, .q_len = 4, .kv_len = 2,
+         .head_dim = 64, .causal = 1, .want_lse = 1),
+    CASE(decode_mqa8_vdim24_band, .q_heads = 8, .kv_heads = 1, .q_len = 1, .kv_len = 200,
+         .head_dim = 32, .v_head_dim = 24, WINDOW(50, 0)),
+};
+
 static const struct CMUnitTest tiles[] = {
     CASE(block_8_16, .q_len = 100, .head_dim = 64, .block_q = 8, .block_k = 16),
     CASE(block_8_16_causal_lse, .q_len = 100, .head_dim = 64, .causal = 1, .want_lse = 1,
@@ -208,6 +232,7 @@ int main(void)
     failed += GROUP(windows);
     if (TEST_VARIANT != CLATTN_VARIANT_NAIVE)
         failed += GROUP(window_bands);
+    failed += GROUP(decode);
     failed += GROUP(tiles);
     failed += GROUP(large);
 
