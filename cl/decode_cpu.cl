@@ -25,10 +25,8 @@
 #define BK 32
 #endif
 
-/* Keys per step of the score loop, and float8 columns of output per pass of
- * the P V loop: either way eight accumulators. */
+/* Keys per step of the score loop: eight accumulators of partial sums. */
 #define KP (8 / RB)
-#define OB (8 / RB)
 #define DQ (D / 8)
 #define DVQ (DV / 8)
 
@@ -198,60 +196,31 @@ __kernel void attn_decode_cpu(__global const store_t *q, __global const store_t 
         }
         l = l * alpha + sum;
 
-        /* acc = acc * alpha + P V, OB columns of eight at a time, so that the
-         * accumulators stay in registers while the tile's V rows, read from
-         * memory by the first pass, come from the cache in the others. */
+        /* acc = acc * alpha + P V, one V row at a time: each V vector is
+         * read once, from consecutive addresses, and feeds one FMA per row.
+         * The accumulators live in the cache (RB * DV floats); walking the
+         * tile in columns instead, with them in registers, read V with a
+         * stride and measured no faster. */
         const float *pf = (const float *)sv;
         const float *af = (const float *)&alpha;
-        int dq = 0;
 
-        for (; dq + OB <= DVQ; dq += OB) {
-            float8 y[RB * OB];
+        for (int r = 0; r < RB; r++) {
+            for (int dq = 0; dq < DVQ; dq++)
+                acc[r * DVQ + dq] *= af[r];
+        }
+        for (int c = 0; c < n; c++) {
+            __global const store_t *vr = vb + (ulong)(j0 + c) * v_ss;
 
-            #pragma unroll
-            for (int r = 0; r < RB; r++) {
-                #pragma unroll
-                for (int ob = 0; ob < OB; ob++)
-                    y[r * OB + ob] = acc[r * DVQ + dq + ob] * af[r];
-            }
-            for (int c = 0; c < n; c++) {
-                __global const store_t *vr = vb + (ulong)(j0 + c) * v_ss + dq * 8;
+            for (int dq = 0; dq < DVQ; dq++) {
+                const float8 vv = LOAD8(vr, dq * 8);
 
                 #pragma unroll
-                for (int ob = 0; ob < OB; ob++) {
-                    const float8 vv = LOAD8(vr, ob * 8);
+                for (int r = 0; r < RB; r++) {
+                    const float8 p = (float8)(pf[c * RB + r]);
 
-                    #pragma unroll
-                    for (int r = 0; r < RB; r++) {
-                        const float8 p = (float8)(pf[c * RB + r]);
-
-                        y[r * OB + ob] = fma(p, vv, y[r * OB + ob]);
-                    }
+                    acc[r * DVQ + dq] = fma(p, vv, acc[r * DVQ + dq]);
                 }
             }
-            #pragma unroll
-            for (int r = 0; r < RB; r++) {
-                #pragma unroll
-                for (int ob = 0; ob < OB; ob++)
-                    acc[r * DVQ + dq + ob] = y[r * OB + ob];
-            }
-        }
-        for (; dq < DVQ; dq++) {
-            float8 y[RB];
-
-            #pragma unroll
-            for (int r = 0; r < RB; r++)
-                y[r] = acc[r * DVQ + dq] * af[r];
-            for (int c = 0; c < n; c++) {
-                const float8 vv = LOAD8(vb + (ulong)(j0 + c) * v_ss, dq * 8);
-
-                #pragma unroll
-                for (int r = 0; r < RB; r++)
-                    y[r] = fma((float8)(pf[c * RB + r]), vv, y[r]);
-            }
-            #pragma unroll
-            for (int r = 0; r < RB; r++)
-                acc[r * DVQ + dq] = y[r];
         }
     }
 

@@ -174,8 +174,8 @@ static const struct CMUnitTest window_bands[] = {
 
 /*
  * Few rows per key/value head: on a CPU device these run the decode kernel,
- * which pads the rows to a power of two, splits the keys among work-items
- * when there are few heads, and walks the output in columns of 8 * (8 / rows).
+ * which pads the rows to a power of two, sums 8 / rows keys per step, and
+ * splits the keys among work-items when there are few heads.
  */
 static const struct CMUnitTest decode[] = {
     CASE(decode_f16_gqa4_causal_lse, .q_heads = 8, .kv_heads = 2, .q_len = 1,
