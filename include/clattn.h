@@ -218,7 +218,9 @@ typedef enum clattn_layout {
 typedef enum clattn_variant {
     /** Window when a window is set (a bound other than -1), else tiled. */
     CLATTN_VARIANT_AUTO = 0,
-    CLATTN_VARIANT_NAIVE = 1, /**< materialized scores: CLBlast GEMMs and a softmax */
+    /** Materialized scores: CLBlast GEMMs and a softmax. Its GEMMs are tuned
+     * through CLBlast's parameters: see clattn_gemm_tuning_apply. */
+    CLATTN_VARIANT_NAIVE = 1,
     CLATTN_VARIANT_TILED = 2, /**< flash-style, online softmax, O(N) memory */
     /** Sliding window: visits only the keys inside the window's band, so its
      * cost grows with N * W rather than N^2. */
@@ -405,7 +407,8 @@ CLATTN_API const char *clattn_tuning_file(const clattn_context *ctx);
  * tile fields, and where it comes from (origin may be NULL). For tiled and
  * window, block_q and block_k are query rows and keys per tile; for linear,
  * query rows per CPU work-item and keys per chunk. Returns OK,
- * INVALID_ARGUMENT or UNSUPPORTED (naive, which has no tiles).
+ * INVALID_ARGUMENT or UNSUPPORTED (naive, which has no tiles: its GEMMs are
+ * tuned through clattn_gemm_tuning_lookup and the functions after it).
  */
 CLATTN_API clattn_status clattn_tuning_lookup(clattn_context *ctx,
                                               const clattn_desc *desc,
@@ -430,6 +433,74 @@ CLATTN_API clattn_status clattn_tuning_space(clattn_context *ctx, const clattn_d
  */
 CLATTN_API clattn_status clattn_tuning_save(clattn_context *ctx, const clattn_desc *desc,
                                             const clattn_tuning *tuning, double gflops);
+
+/*
+ * Tuning of the naive variant. Its GEMMs run in CLBlast, whose kernels take
+ * their parameters from CLBlast's own database. For a device that database
+ * has no entry for (PoCL's CPU devices, for one) CLBlast falls back to
+ * generic parameters that can be several times slower than the device
+ * allows. `clattn tune --variant naive` measures CLBlast kernel parameters
+ * on the device, against CLBlast's own, and saves the best set to the tuning
+ * database when it beats them. A naive plan made on a context whose
+ * database holds a set for its device (platform, device, driver and CLBlast
+ * version) passes it to CLBlastOverrideParameters before its first GEMM. A
+ * set that is malformed, breaks a rule of CLBlast's kernels or that CLBlast
+ * refuses is not applied: the plan runs with the parameters CLBlast had, and
+ * the log callback gets a warning that says why.
+ *
+ * CLBlast's override is process-global per device: it holds for every later
+ * CLBlast GEMM on that device in the process, the application's own calls
+ * and the naive plans of other contexts included, until another override
+ * replaces it. clattn never restores CLBlast's own parameters, since
+ * CLBlast's C API cannot read them back.
+ *
+ * The text form of a set: kernels separated by ';', each written
+ * "KERNEL:NAME=VALUE,NAME=VALUE,..." with every parameter CLBlast 1.5 has for
+ * it, in any order, each kernel at most once:
+ *   Xgemm        GEMMK KREG KWG KWI MDIMA MDIMC MWG NDIMB NDIMC NWG SA SB STRM
+ *                STRN VWM VWN (the indirect GEMM kernel)
+ *   XgemmDirect  KWID MDIMAD MDIMCD NDIMBD NDIMCD PADA PADB VWMD VWND WGD
+ *   GemmRoutine  XGEMM_MIN_INDIRECT_SIZE (GEMMs with m*n*k below its cube
+ *                run the direct kernel)
+ * Values are decimal integers up to 1048576. The rules checked are those of
+ * CLBlast's own tuner, e.g. MWG a multiple of MDIMC*VWM, KWG of KWI, work
+ * groups within the device's limit and local memory within its size.
+ */
+
+/** Room for the text form of a set of CLBlast parameters, with its NUL. */
+#define CLATTN_GEMM_TUNING_SIZE 1024
+
+/**
+ * The set of CLBlast parameters the tuning database holds for the context's
+ * device, in canonical text form (every kernel's parameters in CLBlast's
+ * order). *origin (may be NULL) is DATABASE when there is one; else DEFAULT,
+ * and params is "". Returns OK, or INVALID_ARGUMENT (NULL params, or size
+ * under CLATTN_GEMM_TUNING_SIZE).
+ */
+CLATTN_API clattn_status clattn_gemm_tuning_lookup(clattn_context *ctx, char *params,
+                                                   size_t size,
+                                                   clattn_tuning_origin *origin);
+
+/**
+ * Records params as the measured best set of CLBlast parameters for the
+ * context's device, replacing any set saved for it, with gflops as a note.
+ * The file is rewritten atomically. Returns OK, INVALID_ARGUMENT (params
+ * malformed or illegal on the device; the message says which rule) or
+ * IO_ERROR.
+ */
+CLATTN_API clattn_status clattn_gemm_tuning_save(clattn_context *ctx, const char *params,
+                                                 double gflops);
+
+/**
+ * Checks params and passes each of its kernels' parameters to
+ * CLBlastOverrideParameters for the context's device, in single precision:
+ * process-global, see above. Returns OK, INVALID_ARGUMENT (malformed or
+ * illegal; nothing is passed to CLBlast) or BLAS_ERROR (CLBlast refused a
+ * kernel's set, named in the message with CLBlast's status; the kernels
+ * before it in params are overridden).
+ */
+CLATTN_API clattn_status clattn_gemm_tuning_apply(clattn_context *ctx,
+                                                  const char *params);
 
 #ifdef __cplusplus
 }

@@ -174,6 +174,40 @@ int clattn__tuning_parse_line(char *line, clattn_tuning *tuning);
 unsigned char *clattn__cache_read_file(const char *path, const char *key, size_t *size);
 
 /*
+ * CLBlast kernel parameters for the naive variant's GEMMs, parsed from the
+ * text form of clattn_gemm_tuning_apply: up to one set per CLBlast kernel,
+ * each with all of that kernel's parameters, in the order of its names.
+ * Names point to static tables.
+ */
+#define CLATTN_GEMM_KERNELS 3
+#define CLATTN_GEMM_PARAMS 16
+
+typedef struct clattn_gemm_kernel {
+    const char *name;
+    int count;
+    const char *const *names;
+    size_t values[CLATTN_GEMM_PARAMS];
+} clattn_gemm_kernel;
+
+typedef struct clattn_gemm_params {
+    int count;
+    clattn_gemm_kernel kernels[CLATTN_GEMM_KERNELS];
+} clattn_gemm_params;
+
+/*
+ * Parses params and checks the rules CLBlast's kernels need, and the
+ * device's work-group and local memory limits when info is not NULL.
+ * Returns 1, or 0 with why (a sentence naming the kernel and parameter)
+ * filled in.
+ */
+int clattn__gemm_parse(const char *params, const clattn_device_info *info,
+                       clattn_gemm_params *out, char *why, size_t size);
+
+/* The parser of the tuning database's lines of CLBlast parameters, for the
+ * fuzz target: 1 when line is one, with its parameters in *out. */
+int clattn__gemm_parse_line(char *line, clattn_gemm_params *out);
+
+/*
  * Fault injection for the tests (lib/fault.c). Each hook follows the real
  * call. clattn__fault_call returns status, or the kind's OpenCL error when
  * this is the call that CLATTN_FAULT picks (then *event, when given, is

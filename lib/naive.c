@@ -2,6 +2,8 @@
  * The naive variant: materialize the scores with a batched CLBlast GEMM,
  * apply masks and softmax in place, then multiply by V with a second GEMM.
  * fp16 storage is converted to fp32 workspace first: the GEMMs run in fp32.
+ * CLBlast parameters that `clattn tune --variant naive` saved for the device
+ * are passed to CLBlast when a plan is made.
  */
 #include <clblast_c.h>
 #include <stdio.h>
@@ -124,6 +126,58 @@ static clattn_status kernels(clattn_plan *plan, naive *n)
     return CLATTN_OK;
 }
 
+clattn_status clattn_gemm_tuning_apply(clattn_context *ctx, const char *params)
+{
+    clattn_gemm_params p;
+    char why[512];
+
+    if (!ctx)
+        return CLATTN_INVALID_ARGUMENT;
+    clattn__clear_message(ctx);
+    if (!clattn__gemm_parse(params, &ctx->info, &p, why, sizeof(why)))
+        return clattn__fail(ctx, CLATTN_INVALID_ARGUMENT, "params: %s", why);
+    for (int i = 0; i < p.count; i++) {
+        const clattn_gemm_kernel *k = &p.kernels[i];
+        /* CLBlast reads the names without changing them; its C API lacks the
+         * const. */
+        CLBlastStatusCode code = CLBlastOverrideParameters(
+            ctx->device, k->name, CLBlastPrecisionSingle, (size_t)k->count,
+            (const char **)k->names, k->values);
+
+        if (code != CLBlastSuccess)
+            return clattn__fail(ctx, CLATTN_BLAS_ERROR,
+                                "CLBlast refused the parameters of its %s kernel: "
+                                "CLBlastOverrideParameters returned %d",
+                                k->name, (int)code);
+    }
+    return CLATTN_OK;
+}
+
+/*
+ * Passes the tuning database's CLBlast parameters for this device, when it
+ * holds any, to CLBlast before the plan's first GEMM. A set CLBlast refuses
+ * leaves the parameters it had: the plan still runs, and the log says why.
+ */
+static void tune_gemm(clattn_plan *plan)
+{
+    clattn_context *ctx = plan->ctx;
+    char params[CLATTN_GEMM_TUNING_SIZE];
+    clattn_tuning_origin origin;
+
+    if (clattn_gemm_tuning_lookup(ctx, params, sizeof(params), &origin) ||
+        origin != CLATTN_TUNING_DATABASE)
+        return;
+    if (clattn_gemm_tuning_apply(ctx, params)) {
+        clattn__log(ctx, CLATTN_LOG_WARNING,
+                    "the naive variant's GEMMs keep the parameters CLBlast had: %s",
+                    ctx->message);
+        clattn__clear_message(ctx);
+        return;
+    }
+    clattn__log(ctx, CLATTN_LOG_INFO, "CLBlast GEMM parameters from %s: %s",
+                ctx->tuning_file, params);
+}
+
 static clattn_status setup(clattn_plan *plan)
 {
     naive *n = calloc(1, sizeof(*n));
@@ -133,6 +187,7 @@ static clattn_status setup(clattn_plan *plan)
     if (!n)
         return clattn__fail(plan->ctx, CLATTN_HOST_MEMORY, "out of host memory");
     plan->impl = n;
+    tune_gemm(plan);
     if ((status = alloc_scores(plan, n)) || (status = kernels(plan, n)))
         return status;
     if (plan->desc.dtype != CLATTN_F16)

@@ -15,6 +15,7 @@
 #include "harness.h"
 
 #define FIELDS 12
+#define GEMM_FIELDS 7
 
 static char scratch[512];
 
@@ -146,7 +147,8 @@ static void spit(const char *path, const char *text, size_t size)
 
 /*
  * Checks that the file reads as the header says: printable lines, each a
- * comment or twelve tab-separated fields. Returns the number of entries.
+ * comment, twelve tab-separated fields or seven for the naive variant's
+ * CLBlast parameters. Returns the number of entries.
  */
 static int count_entries(const char *path)
 {
@@ -164,7 +166,7 @@ static int count_entries(const char *path)
         }
         if (line[0] == '#')
             continue;
-        if (tabs != FIELDS - 1)
+        if (tabs != FIELDS - 1 && !(tabs == GEMM_FIELDS - 1 && strstr(line, "\tnaive\t")))
             fail_msg("not an entry: '%s'", line);
         entries++;
     }
@@ -564,6 +566,279 @@ static void plans_follow_entries(void **state)
     clattn_context_destroy(ctx);
 }
 
+/*
+ * The naive variant's CLBlast parameters. LEGAL is the text form with the
+ * kernels' parameters out of CLBlast's order; CANONICAL is how the library
+ * writes it back. Its small threshold sends the test problems' GEMMs to the
+ * indirect kernel that the Xgemm set tunes.
+ */
+#define XGEMM_SET                                                                        \
+    "Xgemm:VWN=8,VWM=8,MWG=64,NWG=64,KWG=16,MDIMC=8,NDIMC=8,MDIMA=8,NDIMB=8,KWI=2,"      \
+    "GEMMK=0,KREG=1,SA=0,SB=0,STRM=0,STRN=0"
+#define LEGAL XGEMM_SET ";GemmRoutine:XGEMM_MIN_INDIRECT_SIZE=16"
+#define CANONICAL                                                                        \
+    "Xgemm:GEMMK=0,KREG=1,KWG=16,KWI=2,MDIMA=8,MDIMC=8,MWG=64,NDIMB=8,NDIMC=8,NWG=64,"   \
+    "SA=0,SB=0,STRM=0,STRN=0,VWM=8,VWN=8;GemmRoutine:XGEMM_MIN_INDIRECT_SIZE=16"
+
+/* What the log callback of gemm contexts said last at WARNING or worse, and
+ * how many times a plan passed a set to CLBlast. */
+static char last_warning[4096];
+static int sets_applied;
+
+static void capture_log(void *cookie, clattn_log_level level, const char *message)
+{
+    (void)cookie;
+    if (level <= CLATTN_LOG_WARNING)
+        snprintf(last_warning, sizeof last_warning, "%s", message);
+    if (strstr(message, "CLBlast GEMM parameters from "))
+        sets_applied++;
+}
+
+static clattn_context *open_capturing(const char *file)
+{
+    clattn_context_options options;
+    clattn_context *ctx = NULL;
+
+    clattn_context_options_init(&options);
+    options.tuning_file = file;
+    options.log = capture_log;
+    options.log_level = CLATTN_LOG_INFO;
+    EXPECT_OK(NULL, clattn_context_wrap(&ctx, clattn_context_cl_context(harness_ctx),
+                                        clattn_context_device(harness_ctx),
+                                        clattn_context_queue(harness_ctx), &options));
+    last_warning[0] = '\0';
+    sets_applied = 0;
+    return ctx;
+}
+
+static clattn_tuning_origin gemm_lookup(clattn_context *ctx, char *params)
+{
+    clattn_tuning_origin origin = CLATTN_TUNING_BUILTIN;
+
+    EXPECT_OK(ctx,
+              clattn_gemm_tuning_lookup(ctx, params, CLATTN_GEMM_TUNING_SIZE, &origin));
+    return origin;
+}
+
+static void expect_no_gemm(clattn_context *ctx)
+{
+    char params[CLATTN_GEMM_TUNING_SIZE] = "junk";
+
+    assert_int_equal(gemm_lookup(ctx, params), CLATTN_TUNING_DEFAULT);
+    assert_string_equal(params, "");
+}
+
+static void expect_gemm(clattn_context *ctx, const char *want)
+{
+    char params[CLATTN_GEMM_TUNING_SIZE];
+
+    assert_int_equal(gemm_lookup(ctx, params), CLATTN_TUNING_DATABASE);
+    assert_string_equal(params, want);
+}
+
+/* Sets are saved in canonical form, one per device, next to the tiles. */
+static void gemm_round_trip(void **state)
+{
+    const char *file = path_of("gemm.txt");
+    const char *other = "GemmRoutine:XGEMM_MIN_INDIRECT_SIZE=512";
+    clattn_desc d = key_desc(CLATTN_VARIANT_TILED, CLATTN_F32, 64, 64);
+    clattn_tuning t = tuning(CLATTN_SHAPE_CPU, 8, 16);
+    clattn_context *ctx = open_capturing(file), *again;
+    char line[4096], *fields[GEMM_FIELDS], *save = NULL;
+    char small[16];
+    int n = 0;
+
+    (void)state;
+    expect_no_gemm(ctx);
+    EXPECT_OK(ctx, clattn_tuning_save(ctx, &d, &t, 100.0));
+    EXPECT_OK(ctx, clattn_gemm_tuning_save(ctx, LEGAL, 42.5));
+    expect_gemm(ctx, CANONICAL);
+    expect_entry(ctx, &d, &t);
+    assert_int_equal(count_entries(file), 2);
+
+    /* A new set replaces the old; saving tiles keeps it. */
+    EXPECT_OK(ctx, clattn_gemm_tuning_save(ctx, other, 50.0));
+    expect_gemm(ctx, other);
+    assert_int_equal(count_entries(file), 2);
+    EXPECT_OK(ctx, clattn_tuning_save(ctx, &d, &t, 110.0));
+    expect_gemm(ctx, other);
+    assert_int_equal(count_entries(file), 2);
+
+    again = open_capturing(file);
+    expect_gemm(again, other);
+    clattn_context_destroy(again);
+
+    /* The line: seven fields, keyed by the CLBlast the set was measured with. */
+    spit(file, "", 0);
+    EXPECT_OK(ctx, clattn_gemm_tuning_save(ctx, LEGAL, 42.5));
+    first_entry(file, line, sizeof line);
+    for (char *f = strtok_r(line, "\t", &save); f && n < GEMM_FIELDS;
+         f = strtok_r(NULL, "\t", &save))
+        fields[n++] = f;
+    assert_int_equal(n, GEMM_FIELDS);
+    assert_string_equal(fields[3], "clblast-1.5.3");
+    assert_string_equal(fields[4], "naive");
+    assert_string_equal(fields[5], CANONICAL);
+    assert_string_equal(fields[6], "42.5");
+
+    EXPECT_STATUS(ctx, clattn_gemm_tuning_lookup(ctx, NULL, 0, NULL),
+                  CLATTN_INVALID_ARGUMENT);
+    EXPECT_STATUS(ctx, clattn_gemm_tuning_lookup(ctx, small, sizeof small, NULL),
+                  CLATTN_INVALID_ARGUMENT);
+    EXPECT_STATUS(ctx, clattn_gemm_tuning_save(ctx, LEGAL, -1.0),
+                  CLATTN_INVALID_ARGUMENT);
+    assert_string_equal(last_warning, "");
+    clattn_context_destroy(ctx);
+}
+
+/* A set another CLBlast measured is not applied. */
+static void gemm_stale(void **state)
+{
+    const char *file = path_of("gemm-stale.txt");
+    clattn_context *ctx = open_capturing(file);
+    char line[4096], *at;
+
+    (void)state;
+    EXPECT_OK(ctx, clattn_gemm_tuning_save(ctx, LEGAL, 42.5));
+    first_entry(file, line, sizeof line);
+    at = strstr(line, "clblast-1.5.3");
+    assert_non_null(at);
+    memcpy(at, "clblast-9.9.9", 13);
+    strcat(line, "\n");
+    spit(file, line, strlen(line));
+    expect_no_gemm(ctx);
+    clattn_context_destroy(ctx);
+}
+
+/* Sets that break a rule, each with the words the message must hold. */
+static const char *const illegal[][2] = {
+    {"", "no CLBlast parameters"},
+    {"Xgemm:", "is not NAME=VALUE"},
+    {"Xgem:MWG=64", "does not start with Xgemm:"},
+    {XGEMM_SET ",FOO=1", "CLBlast has no parameter 'FOO'"},
+    {XGEMM_SET ",MWG=64", "MWG is given twice"},
+    {"Xgemm:MWG=64", "Xgemm: GEMMK is missing"},
+    {XGEMM_SET ";" XGEMM_SET, "Xgemm is given twice"},
+    {"GemmRoutine:XGEMM_MIN_INDIRECT_SIZE=-3", "is not an integer"},
+    {"GemmRoutine:XGEMM_MIN_INDIRECT_SIZE=99999999", "is not an integer"},
+    {"GemmRoutine:XGEMM_MIN_INDIRECT_SIZE=0", "outside [1, 1048576]"},
+    {"GemmRoutine:XGEMM_MIN_INDIRECT_SIZE=16;", "does not start with"},
+    {"Xgemm:VWN=8,VWM=4,MWG=48,NWG=64,KWG=16,MDIMC=8,NDIMC=8,MDIMA=8,NDIMB=8,KWI=2,"
+     "GEMMK=0,KREG=1,SA=0,SB=0,STRM=0,STRN=0",
+     "Xgemm: MWG=48 is not a multiple of MDIMC*VWM=32"},
+    {"Xgemm:VWN=8,VWM=8,MWG=64,NWG=64,KWG=12,MDIMC=8,NDIMC=8,MDIMA=8,NDIMB=8,KWI=2,"
+     "GEMMK=0,KREG=1,SA=0,SB=0,STRM=0,STRN=0",
+     "KWG=12 is not a multiple of MDIMC*NDIMC/MDIMA=8"},
+    {"Xgemm:VWN=8,VWM=3,MWG=64,NWG=64,KWG=16,MDIMC=8,NDIMC=8,MDIMA=8,NDIMB=8,KWI=2,"
+     "GEMMK=0,KREG=1,SA=0,SB=0,STRM=0,STRN=0",
+     "VWM=3 is not a vector width"},
+    {"XgemmDirect:KWID=2,MDIMAD=8,MDIMCD=8,NDIMBD=8,NDIMCD=8,PADA=1,PADB=2,VWMD=1,"
+     "VWND=1,WGD=32",
+     "PADB=2 is outside [0, 1]"},
+    {"XgemmDirect:KWID=3,MDIMAD=8,MDIMCD=8,NDIMBD=8,NDIMCD=8,PADA=1,PADB=1,VWMD=1,"
+     "VWND=1,WGD=32",
+     "WGD=32 is not a multiple of KWID=3"},
+};
+
+/* Sets the device cannot run: a work-group over its limit, and tiles
+ * staged in more local memory than it has. */
+static void device_limits(clattn_context *ctx)
+{
+    const char *too_wide = "XgemmDirect:KWID=2,MDIMAD=128,MDIMCD=128,NDIMBD=128,"
+                           "NDIMCD=128,PADA=1,PADB=1,VWMD=1,VWND=1,WGD=128";
+    const char *too_deep = "Xgemm:VWN=1,VWM=1,MWG=1024,NWG=1024,KWG=1024,MDIMC=8,"
+                           "NDIMC=8,MDIMA=8,NDIMB=8,KWI=2,GEMMK=0,KREG=1,SA=1,SB=1,"
+                           "STRM=0,STRN=0";
+
+    EXPECT_STATUS(ctx, clattn_gemm_tuning_apply(ctx, too_wide), CLATTN_INVALID_ARGUMENT);
+    assert_non_null(strstr(clattn_context_message(ctx), "work-items is over the device"));
+    EXPECT_STATUS(ctx, clattn_gemm_tuning_apply(ctx, too_deep), CLATTN_INVALID_ARGUMENT);
+    assert_non_null(strstr(clattn_context_message(ctx), "bytes of local memory"));
+}
+
+/* A naive problem with odd lengths, checked on the harness's context. */
+static void check_naive(clattn_context *ctx)
+{
+    clattn_desc d;
+
+    clattn_desc_init(&d);
+    d.variant = CLATTN_VARIANT_NAIVE;
+    d.q_heads = 4;
+    d.kv_heads = 2;
+    d.q_len = 77;
+    d.kv_len = 150;
+    d.head_dim = 64;
+    d.causal = 1;
+    harness_check(ctx, &d);
+}
+
+/*
+ * Illegal sets are refused by apply and save with a message naming the
+ * rule, and never reach CLBlast; one in the database is skipped with a
+ * warning, and naive plans go on computing the right function.
+ */
+static void gemm_illegal(void **state)
+{
+    const char *file = path_of("gemm-illegal.txt");
+    clattn_context *ctx = open_capturing(file);
+    char line[4096], *at;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof illegal / sizeof illegal[0]; i++) {
+        const char *message;
+
+        EXPECT_STATUS(ctx, clattn_gemm_tuning_apply(ctx, illegal[i][0]),
+                      CLATTN_INVALID_ARGUMENT);
+        message = clattn_context_message(ctx);
+        if (strncmp(message, "params: ", 8) || !strstr(message, illegal[i][1]))
+            fail_msg("'%s': expected '%s' in '%s'", illegal[i][0], illegal[i][1],
+                     message);
+        EXPECT_STATUS(ctx, clattn_gemm_tuning_save(ctx, illegal[i][0], 1.0),
+                      CLATTN_INVALID_ARGUMENT);
+    }
+    assert_int_equal(access(file, F_OK), -1);
+    EXPECT_STATUS(ctx, clattn_gemm_tuning_apply(ctx, NULL), CLATTN_INVALID_ARGUMENT);
+    device_limits(ctx);
+
+    /* A hand-edited line that breaks a rule: skipped, with a warning. */
+    EXPECT_OK(ctx, clattn_gemm_tuning_save(ctx, LEGAL, 1.0));
+    first_entry(file, line, sizeof line);
+    at = strstr(line, "\tnaive\t");
+    assert_non_null(at);
+    snprintf(at, sizeof line - (size_t)(at - line), "\tnaive\t%s\t1.0\n", illegal[11][0]);
+    spit(file, line, strlen(line));
+    expect_no_gemm(ctx);
+    if (!strstr(last_warning, "MWG=48 is not a multiple of MDIMC*VWM=32") ||
+        !strstr(last_warning, file))
+        fail_msg("expected a warning about MWG=48 in %s, got '%s'", file, last_warning);
+
+    /* Plans of a context with that database, and later plans, still work. */
+    check_naive(ctx);
+    assert_int_equal(sets_applied, 0);
+    check_naive(harness_ctx);
+    clattn_context_destroy(ctx);
+}
+
+/*
+ * A naive plan made on a context whose database holds a set passes it to
+ * CLBlast, and computes the same function: its GEMMs now run the indirect
+ * kernel with the set's tiles, on lengths no tile divides. The override is
+ * process-global, so the harness's plans follow it too.
+ */
+static void gemm_plans_follow(void **state)
+{
+    const char *file = path_of("gemm-plans.txt");
+    clattn_context *ctx = open_capturing(file);
+
+    (void)state;
+    EXPECT_OK(ctx, clattn_gemm_tuning_save(ctx, LEGAL, 1.0));
+    check_naive(ctx);
+    assert_string_equal(last_warning, "");
+    assert_true(sets_applied > 0);
+    check_naive(harness_ctx);
+    clattn_context_destroy(ctx);
+}
+
 /* The option names the file; without it, CLATTN_TUNING_FILE does. */
 static void file_choice(void **state)
 {
@@ -584,7 +859,9 @@ int main(void)
         cmocka_unit_test(corrupt_file),         cmocka_unit_test(unwritable_file),
         cmocka_unit_test(bad_arguments),        cmocka_unit_test(legal_space),
         cmocka_unit_test(plans_follow_entries), cmocka_unit_test(linear_entries),
-        cmocka_unit_test(file_choice),
+        cmocka_unit_test(file_choice),          cmocka_unit_test(gemm_round_trip),
+        cmocka_unit_test(gemm_stale),           cmocka_unit_test(gemm_illegal),
+        cmocka_unit_test(gemm_plans_follow),
     };
 
     return cmocka_run_group_tests_name("tuning", tests, setup, teardown);

@@ -1,6 +1,7 @@
 /*
  * clattn tune: the command line, the configurations it names and their
- * problems, --export and --dry-run. The search itself is in tune_search.c.
+ * problems, --export and --dry-run. The search itself is in tune_search.c,
+ * and that of the naive variant's CLBlast parameters in tune_naive.c.
  *
  * Two options exist for the tests only and stay out of --help:
  *   --test-candidates LIST  replaces the library's space by LIST, written
@@ -156,18 +157,21 @@ static int parse_variant(const char *text, clattn_variant *out)
         return 0;
     if (cli_variant("tune", text, out) != 0)
         return CLI_USAGE;
-    if (*out == CLATTN_VARIANT_NAIVE || *out == CLATTN_VARIANT_AUTO)
+    if (*out == CLATTN_VARIANT_AUTO)
         return cli_usage_error("tune",
-                               "--variant: tiled, window and linear have tiles to "
-                               "tune, got '%s'",
+                               "--variant: expected tiled, window, linear or naive, "
+                               "got '%s'",
                                text);
     return 0;
 }
 
 static int parse_lists(const tune_args *a, tune_options *o)
 {
-    if (each_item("--head-dim", a->head_dim ? a->head_dim : "64,128", take_head_dim, o) !=
-            0 ||
+    const char *dims = a->head_dim                          ? a->head_dim
+                       : o->variant == CLATTN_VARIANT_NAIVE ? "64"
+                                                            : "64,128";
+
+    if (each_item("--head-dim", dims, take_head_dim, o) != 0 ||
         each_item("--dtype", a->dtype ? a->dtype : "f32", take_dtype, o) != 0)
         return CLI_USAGE;
     if (a->v_head_dim != NULL &&
@@ -191,6 +195,11 @@ static int parse_options(const tune_args *a, tune_options *o)
     if (parse_variant(a->variant, &o->variant) != 0 ||
         parse_budget(a->budget, &o->budget_s) != 0 || parse_lists(a, o) != 0)
         return CLI_USAGE;
+    if (o->variant == CLATTN_VARIANT_NAIVE &&
+        (o->export_rows || o->n_test > 0 || o->corrupt.block_q > 0))
+        return cli_usage_error("tune",
+                               "--variant naive: its CLBlast parameters have no tiles "
+                               "for --export or the test candidates");
     return 0;
 }
 
@@ -433,6 +442,9 @@ static int run(const tune_options *o, const tune_args *a, clattn_context *ctx)
     clattn_desc keys[MAX_CONFIGS];
     int n = make_keys(o, keys), rc = 0;
 
+    if (o->variant == CLATTN_VARIANT_NAIVE)
+        return o->dry_run ? tune_naive_dry_run(o, ctx)
+                          : tune_naive(o, ctx, tune_now() + o->budget_s);
     if (o->dry_run)
         return dry_run(o, ctx, keys, n);
     if (!o->export_rows || a->budget != NULL)

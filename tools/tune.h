@@ -17,7 +17,7 @@
 #define TUNE_MAX_HEAD_DIMS 8
 
 typedef struct tune_options {
-    clattn_variant variant; /* tiled or window */
+    clattn_variant variant; /* tiled, window, linear or naive */
     int head_dims[TUNE_MAX_HEAD_DIMS], n_head_dims;
     int v_head_dim; /* 0: each head dim */
     clattn_dtype dtypes[2];
@@ -65,5 +65,27 @@ double tune_now(void);
  */
 int tune_search(const tune_options *o, clattn_context *ctx, tune_problems *pr,
                 double deadline);
+
+/*
+ * Runs plan once on p's inputs (uploaded in w) into a poisoned output and
+ * compares the output with the float64 reference; spoil makes a correct
+ * output wrong first, as a broken kernel would. Returns 0, or -1 with why
+ * filled in.
+ */
+int tune_check_plan(clattn_context *ctx, clattn_plan *plan, const problem *p,
+                    const workload *w, int spoil, char *why, size_t size);
+
+/* "STEP: STATUS: the library's detail", cut at its first line. */
+void tune_library_why(const clattn_context *ctx, const char *step, clattn_status status,
+                      char *why, size_t size);
+
+/*
+ * The search of CLBlast's GEMM parameters for the naive variant (see
+ * tune_naive.c), until deadline. Returns 0, or CLI_FAILED after printing why.
+ */
+int tune_naive(const tune_options *o, clattn_context *ctx, double deadline);
+
+/* --dry-run for the naive variant: where its search starts, and its space. */
+int tune_naive_dry_run(const tune_options *o, clattn_context *ctx);
 
 #endif /* CLATTN_TUNE_H */

@@ -148,15 +148,20 @@ static void discard(search *s, candidate *c, const char *why)
     fprintf(stderr, "clattn: tune: %s: discarded %s: %s\n", s->label, name, why);
 }
 
-/* The library's detail, cut at its first line: build logs follow it. */
-static void library_why(const search *s, const char *step, clattn_status status,
-                        char *why, size_t size)
+void tune_library_why(const clattn_context *ctx, const char *step, clattn_status status,
+                      char *why, size_t size)
 {
-    const char *detail = clattn_context_message(s->ctx);
+    const char *detail = clattn_context_message(ctx);
     int n = (int)strcspn(detail, "\n");
 
     snprintf(why, size, "%s: %s: %.*s", step, clattn_status_name(status),
              n > 200 ? 200 : n, detail);
+}
+
+static void library_why(const search *s, const char *step, clattn_status status,
+                        char *why, size_t size)
+{
+    tune_library_why(s->ctx, step, status, why, size);
 }
 
 static clattn_status make_plan(search *s, const candidate *c, const clattn_desc *d,
@@ -182,21 +187,17 @@ static void corrupt(const problem *p, void *o)
     }
 }
 
-static int read_output(search *s, const workload *w, void *o)
+static int read_output(clattn_context *ctx, const workload *w, void *o)
 {
-    return clEnqueueReadBuffer(clattn_context_queue(s->ctx), w->o, CL_TRUE, 0, w->o_bytes,
-                               o, 0, NULL, NULL) == CL_SUCCESS
+    return clEnqueueReadBuffer(clattn_context_queue(ctx), w->o, CL_TRUE, 0, w->o_bytes, o,
+                               0, NULL, NULL) == CL_SUCCESS
                ? 0
                : -1;
 }
 
-/* Runs the candidate once on a poisoned output and compares it with the
- * reference. Returns 0, or -1 with why filled in. */
-static int check_once(search *s, const candidate *c, clattn_plan *plan, int i, char *why,
-                      size_t size)
+int tune_check_plan(clattn_context *ctx, clattn_plan *plan, const problem *p,
+                    const workload *w, int spoil, char *why, size_t size)
 {
-    const problem *p = &s->pr->check[i];
-    const workload *w = &s->pr->check_buf[i];
     void *o = malloc(w->o_bytes);
     clattn_status status = CLATTN_OK;
     double error = INFINITY;
@@ -206,17 +207,17 @@ static int check_once(search *s, const candidate *c, clattn_plan *plan, int i, c
         snprintf(why, size, "out of host memory");
         return -1;
     }
-    if (workload_poison(s->ctx, &p->desc, w) != CL_SUCCESS)
+    if (workload_poison(ctx, &p->desc, w) != CL_SUCCESS)
         snprintf(why, size, "clEnqueueFillBuffer failed");
     else if ((status = clattn_plan_run(plan, w->q, w->k, w->v, w->o, NULL, 0, NULL,
                                        NULL)) != CLATTN_OK)
-        library_why(s, "run failed", status, why, size);
-    else if (read_output(s, w, o) != 0)
+        tune_library_why(ctx, "run failed", status, why, size);
+    else if (read_output(ctx, w, o) != 0)
         snprintf(why, size, "reading the output failed");
     else
         rc = 0;
 
-    if (rc == 0 && s->o->corrupt.block_q > 0 && same_tuning(&c->t, &s->o->corrupt))
+    if (rc == 0 && spoil)
         corrupt(p, o);
     if (rc == 0 && !((error = problem_output_error(p, o)) <= problem_tolerance(p))) {
         snprintf(why, size,
@@ -228,6 +229,17 @@ static int check_once(search *s, const candidate *c, clattn_plan *plan, int i, c
     }
     free(o);
     return rc;
+}
+
+/* Runs the candidate once on a poisoned output and compares it with the
+ * reference. Returns 0, or -1 with why filled in. */
+static int check_once(search *s, const candidate *c, clattn_plan *plan, int i, char *why,
+                      size_t size)
+{
+    const int spoil = s->o->corrupt.block_q > 0 && same_tuning(&c->t, &s->o->corrupt);
+
+    return tune_check_plan(s->ctx, plan, &s->pr->check[i], &s->pr->check_buf[i], spoil,
+                           why, size);
 }
 
 static int check(search *s, candidate *c)

@@ -185,13 +185,35 @@ static void test_dry_run(void **state)
     cli_result_free(&r);
 }
 
+/* The naive variant's search starts at CLBlast's own parameters; it has
+ * nothing for --export. */
+static void test_naive_dry_run(void **state)
+{
+    const char *file = use_database("naive-dry.txt");
+    const char *args[] = {"tune", "--variant", "naive", "--dry-run", NULL};
+    const char *export_args[] = {"tune", "--variant", "naive", "--export", NULL};
+    cli_result r = cli_run(args);
+
+    (void)state;
+    assert_int_equal(r.status, 0);
+    expect_text(r.out, "naive GEMMs: now CLBlast's own");
+    expect_text(r.out, "  xgemm 64x64x16 8x8 v8x8\n");
+    expect_text(r.out, "  direct ");
+    assert_int_equal(access(file, F_OK), -1);
+    cli_result_free(&r);
+
+    r = cli_run(export_args);
+    cli_assert_error(&r, 2, "tune: --variant naive");
+    cli_result_free(&r);
+}
+
 static void test_usage_errors(void **state)
 {
     const char *const lines[][4] = {
         {"--head-dim", "0", NULL},
         {"--head-dim", "64,,128", NULL},
         {"--dtype", "f64", NULL},
-        {"--variant", "naive", NULL},
+        {"--variant", "auto", NULL},
         {"--budget", "0", NULL},
         {"--budget", "soon", NULL},
         {"--test-candidates", "cpu:16", NULL},
@@ -231,7 +253,7 @@ int main(void)
         cmocka_unit_test(test_bad_candidates), cmocka_unit_test(test_nothing_passes),
         cmocka_unit_test(test_tiny_budget),    cmocka_unit_test(test_export),
         cmocka_unit_test(test_dry_run),        cmocka_unit_test(test_usage_errors),
-        cmocka_unit_test(test_help),
+        cmocka_unit_test(test_help),           cmocka_unit_test(test_naive_dry_run),
     };
 
     return cmocka_run_group_tests_name("cli-tune", tests, cli_setup, cli_teardown);

@@ -58,7 +58,18 @@ def tuning_seeds():
     def line(fields):
         return ("\t".join(fields) + "\n").encode()
 
+    xgemm = ("Xgemm:GEMMK=0,KREG=1,KWG=16,KWI=2,MDIMA=8,MDIMC=8,MWG=64,NDIMB=8,"
+             "NDIMC=8,NWG=64,SA=0,SB=0,STRM=0,STRN=0,VWM=8,VWN=8")
+    naive = row[:3] + ["clblast-1.5.3", "naive",
+                       xgemm + ";GemmRoutine:XGEMM_MIN_INDIRECT_SIZE=128", "15.4"]
+    direct = ("XgemmDirect:KWID=2,MDIMAD=8,MDIMCD=8,NDIMBD=8,NDIMCD=8,PADA=1,"
+              "PADB=1,VWMD=8,VWND=8,WGD=64")
     return {
+        "naive.txt": line(naive),
+        "naive_direct.txt": line(naive[:5] + [direct, "3.0"]),
+        "naive_illegal.txt": line(naive[:5] + [xgemm.replace("MWG=64", "MWG=48"),
+                                               "1"]),
+        "naive_missing.txt": line(naive[:5] + ["Xgemm:MWG=64", "1"]),
         "entry.txt": line(row),
         "gpu.txt": line(gpu),
         "file.txt": b"# clattn tuning database\n" + line(row) + line(gpu),
