@@ -17,6 +17,7 @@ typedef struct naive {
     size_t sm_global, sm_local;
     cl_mem scores;
     cl_mem qf, kf, vf, of; /* fp32 copies, fp16 storage only */
+    cl_mem temp;           /* CLBlast's padded operands, or NULL */
 } naive;
 
 static void release_mem(cl_mem *m)
@@ -47,6 +48,7 @@ static void destroy(clattn_plan *plan)
     release_mem(&n->kf);
     release_mem(&n->vf);
     release_mem(&n->of);
+    release_mem(&n->temp);
     free(n);
     plan->impl = NULL;
 }
@@ -178,28 +180,6 @@ static void tune_gemm(clattn_plan *plan)
                 ctx->tuning_file, params);
 }
 
-static clattn_status setup(clattn_plan *plan)
-{
-    naive *n = calloc(1, sizeof(*n));
-    const size_t *bytes = plan->bytes;
-    clattn_status status;
-
-    if (!n)
-        return clattn__fail(plan->ctx, CLATTN_HOST_MEMORY, "out of host memory");
-    plan->impl = n;
-    tune_gemm(plan);
-    if ((status = alloc_scores(plan, n)) || (status = kernels(plan, n)))
-        return status;
-    if (plan->desc.dtype != CLATTN_F16)
-        return CLATTN_OK;
-    if ((status = alloc(plan, &n->qf, bytes[CLATTN_TENSOR_Q] * 2, "fp32 copy of Q")) ||
-        (status = alloc(plan, &n->kf, bytes[CLATTN_TENSOR_K] * 2, "fp32 copy of K")) ||
-        (status = alloc(plan, &n->vf, bytes[CLATTN_TENSOR_V] * 2, "fp32 copy of V")) ||
-        (status = alloc(plan, &n->of, bytes[CLATTN_TENSOR_O] * 2, "fp32 output")))
-        return status;
-    return CLATTN_OK;
-}
-
 static clattn_status convert(clattn_plan *plan, clattn_run_args *args, cl_kernel kernel,
                              cl_mem src, cl_mem dst, size_t halves)
 {
@@ -269,14 +249,25 @@ static clattn_status gemm(clattn_plan *plan, clattn_run_args *args, CLBlastTrans
 {
     const clattn_desc *d = &plan->desc;
     cl_command_queue queue = plan->ctx->queue;
+    cl_mem temp = ((naive *)plan->impl)->temp;
 
     for (size_t i = 0; i < (size_t)d->batch; i++) {
         for (size_t h = 0; h < (size_t)d->q_heads; h++) {
             cl_event event;
-            CLBlastStatusCode code = CLBlastSgemm(
-                CLBlastLayoutRowMajor, CLBlastTransposeNo, tb, m, n, k, alpha, a->mem,
-                offset(a, i, h), a->ld, b->mem, offset(b, i, h), b->ld, 0.0f, c->mem,
-                offset(c, i, h), c->ld, &queue, &event);
+            CLBlastStatusCode code = CLBlastInsufficientMemoryTemp;
+
+            if (temp)
+                code = CLBlastSgemmWithTempBuffer(
+                    CLBlastLayoutRowMajor, CLBlastTransposeNo, tb, m, n, k, alpha, a->mem,
+                    offset(a, i, h), a->ld, b->mem, offset(b, i, h), b->ld, 0.0f, c->mem,
+                    offset(c, i, h), c->ld, &queue, &event, temp);
+            /* Parameters another plan passed to CLBlast since this one was
+             * made may need a larger buffer: CLBlast then allocates its own. */
+            if (code == CLBlastInsufficientMemoryTemp)
+                code = CLBlastSgemm(CLBlastLayoutRowMajor, CLBlastTransposeNo, tb, m, n,
+                                    k, alpha, a->mem, offset(a, i, h), a->ld, b->mem,
+                                    offset(b, i, h), b->ld, 0.0f, c->mem, offset(c, i, h),
+                                    c->ld, &queue, &event);
             code = clattn__fault_call(plan->ctx, CLATTN_FAULT_ENQUEUE, code, &event);
 
             if (code != CLBlastSuccess)
@@ -299,28 +290,124 @@ static void tensor_operand(const clattn_plan *plan, cl_mem mem, const clattn_str
     x->ld = s->seq;
 }
 
+/* The operands of both GEMMs: Q, K, V, O and the scores. */
+enum { OP_Q, OP_K, OP_V, OP_O, OP_S, OPS };
+
+static void operands(const clattn_plan *plan, const naive *n, cl_mem q, cl_mem k,
+                     cl_mem v, cl_mem o, operand *x)
+{
+    const clattn_desc *d = &plan->desc;
+    const size_t lq = d->q_len, lk = d->kv_len;
+    const operand s = {n->scores, d->q_heads * lq * lk, lq * lk, 1, lk};
+
+    tensor_operand(plan, q, &plan->q_str, 0, &x[OP_Q]);
+    tensor_operand(plan, k, &plan->k_str, 1, &x[OP_K]);
+    tensor_operand(plan, v, &plan->v_str, 1, &x[OP_V]);
+    tensor_operand(plan, o, &plan->o_str, 0, &x[OP_O]);
+    x[OP_S] = s;
+}
+
 /* Scores, then softmax, then the product with V. */
 static clattn_status attend(clattn_plan *plan, naive *n, clattn_run_args *args, cl_mem q,
                             cl_mem k, cl_mem v, cl_mem o)
 {
     const clattn_desc *d = &plan->desc;
     const size_t lq = d->q_len, lk = d->kv_len;
-    const operand s = {n->scores, d->q_heads * lq * lk, lq * lk, 1, lk};
-    operand qo, ko, vo, oo;
+    operand x[OPS];
     clattn_status status;
 
-    tensor_operand(plan, q, &plan->q_str, 0, &qo);
-    tensor_operand(plan, k, &plan->k_str, 1, &ko);
-    tensor_operand(plan, v, &plan->v_str, 1, &vo);
-    tensor_operand(plan, o, &plan->o_str, 0, &oo);
-    status = gemm(plan, args, CLBlastTransposeYes, lq, lk, d->head_dim, d->scale, &qo,
-                  &ko, &s, "Q and K");
+    operands(plan, n, q, k, v, o, x);
+    status = gemm(plan, args, CLBlastTransposeYes, lq, lk, d->head_dim, d->scale,
+                  &x[OP_Q], &x[OP_K], &x[OP_S], "Q and K");
     if (!status)
         status = softmax(plan, n, args);
     if (!status)
-        status = gemm(plan, args, CLBlastTransposeNo, lq, d->v_head_dim, lk, 1.0f, &s,
-                      &vo, &oo, "P and V");
+        status = gemm(plan, args, CLBlastTransposeNo, lq, d->v_head_dim, lk, 1.0f,
+                      &x[OP_S], &x[OP_V], &x[OP_O], "P and V");
     return status;
+}
+
+/* The largest temporary buffer one GEMM of a shape needs, over the first and
+ * the last head's offsets; 0 when CLBlast cannot say. */
+static size_t temp_bytes(clattn_plan *plan, CLBlastTranspose tb, size_t m, size_t n,
+                         size_t k, const operand *a, const operand *b, const operand *c)
+{
+    const size_t last_b = (size_t)plan->desc.batch - 1;
+    const size_t last_h = (size_t)plan->desc.q_heads - 1;
+    cl_command_queue queue = plan->ctx->queue;
+    size_t most = 0;
+
+    for (int end = 0; end < 2; end++) {
+        const size_t i = end ? last_b : 0, h = end ? last_h : 0;
+        size_t bytes = 0;
+
+        if (CLBlastSGemmTempBufferSize(CLBlastLayoutRowMajor, CLBlastTransposeNo, tb, m,
+                                       n, k, offset(a, i, h), a->ld, offset(b, i, h),
+                                       b->ld, offset(c, i, h), c->ld, &queue,
+                                       &bytes) != CLBlastSuccess)
+            return 0;
+        if (bytes > most)
+            most = bytes;
+    }
+    return most;
+}
+
+/*
+ * CLBlast's faster GEMM kernel copies its operands into padded buffers, and
+ * allocates them afresh on every call unless given one: with one GEMM per
+ * query head, that is an allocation (and its first touch) per head and run.
+ * The plan keeps one buffer for all of them instead. Without it (CLBlast
+ * cannot size it, or the device cannot hold it), CLBlast allocates its own.
+ */
+static void alloc_temp(clattn_plan *plan, naive *n)
+{
+    const clattn_desc *d = &plan->desc;
+    const size_t lq = d->q_len, lk = d->kv_len;
+    size_t qk, pv, bytes;
+    operand x[OPS];
+    cl_int err;
+
+    operands(plan, n, NULL, NULL, NULL, NULL, x);
+    qk = temp_bytes(plan, CLBlastTransposeYes, lq, lk, d->head_dim, &x[OP_Q], &x[OP_K],
+                    &x[OP_S]);
+    pv = temp_bytes(plan, CLBlastTransposeNo, lq, d->v_head_dim, lk, &x[OP_S], &x[OP_V],
+                    &x[OP_O]);
+    bytes = qk > pv ? qk : pv;
+    if (bytes == 0 || bytes > plan->ctx->info.max_alloc)
+        return;
+    n->temp = clCreateBuffer(plan->ctx->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
+    clattn__fault_mem(plan->ctx, &n->temp, &err);
+    if (err != CL_SUCCESS) {
+        n->temp = NULL;
+        clattn__log(plan->ctx, CLATTN_LOG_INFO,
+                    "no room for a %zu-byte GEMM buffer (%s): CLBlast allocates its own",
+                    bytes, clattn__cl_error_name(err));
+        return;
+    }
+    plan->workspace_bytes += bytes;
+}
+
+static clattn_status setup(clattn_plan *plan)
+{
+    naive *n = calloc(1, sizeof(*n));
+    const size_t *bytes = plan->bytes;
+    clattn_status status;
+
+    if (!n)
+        return clattn__fail(plan->ctx, CLATTN_HOST_MEMORY, "out of host memory");
+    plan->impl = n;
+    tune_gemm(plan);
+    if ((status = alloc_scores(plan, n)) || (status = kernels(plan, n)))
+        return status;
+    alloc_temp(plan, n);
+    if (plan->desc.dtype != CLATTN_F16)
+        return CLATTN_OK;
+    if ((status = alloc(plan, &n->qf, bytes[CLATTN_TENSOR_Q] * 2, "fp32 copy of Q")) ||
+        (status = alloc(plan, &n->kf, bytes[CLATTN_TENSOR_K] * 2, "fp32 copy of K")) ||
+        (status = alloc(plan, &n->vf, bytes[CLATTN_TENSOR_V] * 2, "fp32 copy of V")) ||
+        (status = alloc(plan, &n->of, bytes[CLATTN_TENSOR_O] * 2, "fp32 output")))
+        return status;
+    return CLATTN_OK;
 }
 
 static clattn_status run(clattn_plan *plan, clattn_run_args *args)
