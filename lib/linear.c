@@ -1,7 +1,8 @@
 /*
  * The linear variant: kernel attention with a feature map, in chunks of keys
- * (cl/linear.cl). Three launches: chunk states, a scan over chunks, and the
- * output rows.
+ * (cl/linear.cl). The GPU shape takes three launches: chunk states, a scan
+ * over chunks, and the output rows. The CPU shape takes one, which walks the
+ * chunks of each head in order and needs no workspace.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,12 +10,12 @@
 #include "internal.h"
 
 typedef struct linear {
-    cl_kernel state, scan, output;
-    cl_mem phik, states;
-    int per_head; /* CPU shape: blocks of rows per query head; 0: a row each */
-    int rows;     /* CPU shape: query rows per work-item */
-    int chunk;    /* keys per chunk */
-    size_t state_global[2], scan_global[2], out_global[2];
+    cl_kernel state, scan, output; /* GPU shape */
+    cl_kernel cpu;                 /* CPU shape */
+    cl_mem phik, states;           /* GPU shape */
+    int rows;                      /* CPU shape: query rows per register block */
+    int chunk;                     /* keys per chunk */
+    size_t state_global[2], scan_global[2], out_global[2], cpu_global[2];
 } linear;
 
 static void destroy(clattn_plan *plan)
@@ -29,6 +30,8 @@ static void destroy(clattn_plan *plan)
         clReleaseKernel(l->scan);
     if (l->output)
         clReleaseKernel(l->output);
+    if (l->cpu)
+        clReleaseKernel(l->cpu);
     if (l->phik)
         clReleaseMemObject(l->phik);
     if (l->states)
@@ -51,6 +54,7 @@ static clattn_status check(clattn_plan *plan)
     return CLATTN_OK;
 }
 
+/* The GPU shape's phi(K) and chunk states. */
 static clattn_status workspace(clattn_plan *plan, linear *l, int chunks)
 {
     const clattn_desc *d = &plan->desc;
@@ -89,25 +93,47 @@ static clattn_status kernels(clattn_plan *plan, linear *l)
     int n;
 
     n = clattn__common_options(plan, options, sizeof(options));
-    snprintf(options + n, sizeof(options) - n, " -D FEATURE=%d -D LC=%d -D RV=%d",
-             (int)plan->desc.feature_map, l->chunk, l->rows / 8);
+    n += snprintf(options + n, sizeof(options) - n, " -D FEATURE=%d -D LC=%d",
+                  (int)plan->desc.feature_map, l->chunk);
+    if (plan->shape == CLATTN_SHAPE_CPU)
+        snprintf(options + n, sizeof(options) - n, " -D RV=%d", l->rows / 8);
     status = clattn__program_get(plan->ctx, "linear", options, &program);
     if (status)
         return status;
-    l->state = clCreateKernel(program, "linear_chunk_state", &err);
-    if (err == CL_SUCCESS)
-        l->scan = clCreateKernel(program, "linear_scan", &err);
-    if (err == CL_SUCCESS)
-        l->output = clCreateKernel(
-            program, l->per_head ? "linear_output_cpu" : "linear_output", &err);
+    if (plan->shape == CLATTN_SHAPE_CPU) {
+        l->cpu = clCreateKernel(program, "linear_cpu", &err);
+    } else {
+        l->state = clCreateKernel(program, "linear_chunk_state", &err);
+        if (err == CL_SUCCESS)
+            l->scan = clCreateKernel(program, "linear_scan", &err);
+        if (err == CL_SUCCESS)
+            l->output = clCreateKernel(program, "linear_output", &err);
+    }
     clReleaseProgram(program);
     if (err != CL_SUCCESS)
         return clattn__cl_fail(plan->ctx, err, "clCreateKernel");
     return CLATTN_OK;
 }
 
-/* Everything but the tensors, which change per run. */
-static clattn_status fixed_args(clattn_plan *plan, linear *l, int chunks)
+/* Everything but the tensors, which change per run: the CPU kernel. */
+static cl_int cpu_args(clattn_plan *plan, linear *l, int chunks)
+{
+    const clattn_desc *d = &plan->desc;
+    const int q_ss = (int)plan->q_str.seq, k_ss = (int)plan->k_str.seq;
+    const int v_ss = (int)plan->v_str.seq, o_ss = (int)plan->o_str.seq;
+
+    return clattn__set_args(
+        l->cpu, 4, 17, sizeof(int), &d->q_len, sizeof(int), &d->kv_len, sizeof(int),
+        &d->kv_heads, sizeof(int), &plan->group, sizeof(int), &chunks, sizeof(cl_ulong),
+        &plan->q_str.batch, sizeof(cl_ulong), &plan->q_str.head, sizeof(int), &q_ss,
+        sizeof(cl_ulong), &plan->k_str.batch, sizeof(cl_ulong), &plan->k_str.head,
+        sizeof(int), &k_ss, sizeof(cl_ulong), &plan->v_str.batch, sizeof(cl_ulong),
+        &plan->v_str.head, sizeof(int), &v_ss, sizeof(cl_ulong), &plan->o_str.batch,
+        sizeof(cl_ulong), &plan->o_str.head, sizeof(int), &o_ss);
+}
+
+/* Everything but the tensors: the GPU kernels. */
+static cl_int gpu_args(clattn_plan *plan, linear *l, int chunks)
 {
     const clattn_desc *d = &plan->desc;
     const int k_ss = (int)plan->k_str.seq, v_ss = (int)plan->v_str.seq;
@@ -130,30 +156,29 @@ static clattn_status fixed_args(clattn_plan *plan, linear *l, int chunks)
         err = clattn__set_args(l->output, 5, 5, sizeof(int), &d->q_len, sizeof(int),
                                &d->kv_len, sizeof(int), &d->kv_heads, sizeof(int),
                                &plan->group, sizeof(int), &chunks);
-    if (err == CL_SUCCESS && l->per_head)
-        err = clSetKernelArg(l->output, 10, sizeof(int), &l->per_head);
     if (err == CL_SUCCESS)
-        err = clattn__set_args(l->output, l->per_head ? 11 : 10, 9, sizeof(cl_ulong),
-                               &plan->q_str.batch, sizeof(cl_ulong), &plan->q_str.head,
-                               sizeof(int), &q_ss, sizeof(cl_ulong), &plan->v_str.batch,
-                               sizeof(cl_ulong), &plan->v_str.head, sizeof(int), &v_ss,
-                               sizeof(cl_ulong), &plan->o_str.batch, sizeof(cl_ulong),
-                               &plan->o_str.head, sizeof(int), &o_ss);
-    if (err != CL_SUCCESS)
-        return clattn__cl_fail(plan->ctx, err, "clSetKernelArg");
-    return CLATTN_OK;
+        err = clattn__set_args(
+            l->output, 10, 9, sizeof(cl_ulong), &plan->q_str.batch, sizeof(cl_ulong),
+            &plan->q_str.head, sizeof(int), &q_ss, sizeof(cl_ulong), &plan->v_str.batch,
+            sizeof(cl_ulong), &plan->v_str.head, sizeof(int), &v_ss, sizeof(cl_ulong),
+            &plan->o_str.batch, sizeof(cl_ulong), &plan->o_str.head, sizeof(int), &o_ss);
+    return err;
 }
 
-/* Rows per CPU work-item and keys per chunk: the descriptor's, else the
- * tuning sources', else 16 and 64. */
+/*
+ * Rows per CPU register block and keys per chunk: the descriptor's, else the
+ * tuning sources', else 16 and 64. The CPU kernel holds phi of a chunk's keys
+ * in private memory, at most 32768 floats.
+ */
 static clattn_status tiles(clattn_plan *plan, linear *l)
 {
     const clattn_desc *d = &plan->desc;
     const int tuned = plan->tuning.kernel_shape == plan->shape;
+    const int cpu = plan->shape == CLATTN_SHAPE_CPU;
 
     l->rows = d->block_q ? d->block_q : tuned ? plan->tuning.block_q : 16;
     l->chunk = d->block_k ? d->block_k : tuned ? plan->tuning.block_k : 64;
-    if (plan->shape == CLATTN_SHAPE_CPU && (l->rows % 8 || l->rows > 32))
+    if (cpu && (l->rows % 8 || l->rows > 32))
         return clattn__fail(
             plan->ctx, CLATTN_INVALID_ARGUMENT,
             "desc.block_q is %d; linear's CPU shape needs a multiple of 8 "
@@ -164,9 +189,33 @@ static clattn_status tiles(clattn_plan *plan, linear *l)
                             "desc.block_k is %d; linear's chunks need a multiple of 8 up "
                             "to 512",
                             l->chunk);
-    if (plan->shape == CLATTN_SHAPE_CPU)
-        l->per_head = (d->q_len + l->rows - 1) / l->rows;
+    if (cpu && l->chunk * ((d->head_dim + 7) / 8 * 8) > 32768)
+        return clattn__fail(plan->ctx, CLATTN_INVALID_ARGUMENT,
+                            "desc.block_k is %d; linear's CPU shape takes chunks of at "
+                            "most 32768 / head_dim keys (%d)",
+                            l->chunk, 32768 / ((d->head_dim + 7) / 8 * 8));
     return CLATTN_OK;
+}
+
+/*
+ * Work-items per head for the CPU kernel, each owning a slice of the state's
+ * columns (whole blocks of 16 of its row padded to 16s). One per head unless
+ * that leaves under four per compute unit, or a slice's state over 16384
+ * floats, which linear_cpu's private arrays are sized for. Slices repeat phi
+ * and the scores, so they are the exception.
+ */
+static int cpu_slices(const clattn_plan *plan)
+{
+    const clattn_desc *d = &plan->desc;
+    const int blocks = (d->v_head_dim + 15) / 16;
+    const int heads = d->batch * d->kv_heads;
+    const int want = 4 * (int)plan->ctx->info.compute_units;
+    int s = 1;
+
+    while (s < blocks &&
+           (blocks % s || d->head_dim * blocks * 16 / s > 16384 || heads * s < want))
+        s++;
+    return s;
 }
 
 static clattn_status setup(clattn_plan *plan)
@@ -175,6 +224,7 @@ static clattn_status setup(clattn_plan *plan)
     const size_t heads = (size_t)d->batch * d->kv_heads;
     linear *l;
     clattn_status status;
+    cl_int err;
     int chunks;
 
     if ((status = check(plan)))
@@ -186,15 +236,26 @@ static clattn_status setup(clattn_plan *plan)
     if ((status = tiles(plan, l)))
         return status;
     chunks = (d->kv_len + l->chunk - 1) / l->chunk;
-    if ((status = workspace(plan, l, chunks)) || (status = kernels(plan, l)) ||
-        (status = fixed_args(plan, l, chunks)))
-        return status;
 
+    if (plan->shape == CLATTN_SHAPE_CPU) {
+        if ((status = kernels(plan, l)))
+            return status;
+        if ((err = cpu_args(plan, l, chunks)) != CL_SUCCESS)
+            return clattn__cl_fail(plan->ctx, err, "clSetKernelArg");
+        l->cpu_global[0] = (size_t)cpu_slices(plan);
+        l->cpu_global[1] = heads;
+        return CLATTN_OK;
+    }
+
+    if ((status = workspace(plan, l, chunks)) || (status = kernels(plan, l)))
+        return status;
+    if ((err = gpu_args(plan, l, chunks)) != CL_SUCCESS)
+        return clattn__cl_fail(plan->ctx, err, "clSetKernelArg");
     l->state_global[0] = (size_t)chunks;
     l->state_global[1] = heads;
     l->scan_global[0] = (size_t)d->head_dim * (d->v_head_dim + 1);
     l->scan_global[1] = heads;
-    l->out_global[0] = (size_t)plan->group * (l->per_head ? l->per_head : d->q_len);
+    l->out_global[0] = (size_t)plan->group * d->q_len;
     l->out_global[1] = heads;
     return CLATTN_OK;
 }
@@ -204,7 +265,7 @@ static clattn_status launch(clattn_plan *plan, clattn_run_args *args, cl_kernel 
 {
     static const size_t one[2] = {1, 1};
     const linear *l = plan->impl;
-    const int per_item = kernel == l->state || (kernel == l->output && l->per_head);
+    const int per_item = kernel == l->state || kernel == l->cpu;
     cl_event event;
     cl_int err;
 
@@ -222,6 +283,15 @@ static clattn_status run(clattn_plan *plan, clattn_run_args *args)
     linear *l = plan->impl;
     clattn_status status;
     cl_int err;
+
+    if (l->cpu) {
+        err = clattn__set_args(l->cpu, 0, 4, sizeof(cl_mem), &args->q, sizeof(cl_mem),
+                               &args->k, sizeof(cl_mem), &args->v, sizeof(cl_mem),
+                               &args->o);
+        if (err != CL_SUCCESS)
+            return clattn__cl_fail(plan->ctx, err, "clSetKernelArg");
+        return launch(plan, args, l->cpu, l->cpu_global, "linear");
+    }
 
     err = clattn__set_args(l->state, 0, 2, sizeof(cl_mem), &args->k, sizeof(cl_mem),
                            &args->v);

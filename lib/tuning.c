@@ -790,10 +790,13 @@ static int legal(const clattn_context *ctx, const clattn_desc *d, const clattn_t
     const int dv = d->v_head_dim ? d->v_head_dim : d->head_dim;
     const size_t per_key = (size_t)(d->head_dim + dv) * sizeof(float);
 
+    /* Linear's CPU kernel holds phi of a chunk's keys, rows padded to 8s, in
+     * at most 32768 private floats. */
     if (d->variant == CLATTN_VARIANT_LINEAR)
         return t->block_k % 8 == 0 && t->block_k <= 512 &&
                (t->kernel_shape == CLATTN_SHAPE_GPU ||
-                (t->block_q % 8 == 0 && t->block_q <= 32));
+                (t->block_q % 8 == 0 && t->block_q <= 32 &&
+                 t->block_k * ((d->head_dim + 7) / 8 * 8) <= 32768));
     if (t->kernel_shape == CLATTN_SHAPE_CPU)
         return t->block_q % 8 == 0 && t->block_q <= 64 && t->block_k % 4 == 0 &&
                t->block_k <= 256;

@@ -3,6 +3,9 @@
  * attention. Built once per kernel shape (TEST_SHAPE). Causal runs go in
  * chunks of keys, so lengths fall on both sides of chunk edges, and the
  * lengths differ so that i' = i + kv_len - q_len is not a chunk multiple.
+ * The CPU kernel gives each key/value head one work-item when there are at
+ * least four per compute unit, and splits a head's columns among several
+ * when there are fewer (most cases here): both are covered.
  */
 #include <stdio.h>
 #include <string.h>
@@ -16,6 +19,7 @@ typedef struct test_case {
     clattn_feature_map feature_map;
     float scale;
     int causal;
+    int block_q, block_k;
 } test_case;
 
 static void run_case(void **state)
@@ -36,6 +40,8 @@ static void run_case(void **state)
     d.feature_map = c->feature_map;
     d.scale = c->scale;
     d.causal = c->causal;
+    d.block_q = c->block_q;
+    d.block_k = c->block_k;
     d.variant = CLATTN_VARIANT_LINEAR;
     d.kernel_shape = TEST_SHAPE;
 
@@ -120,6 +126,79 @@ static const struct CMUnitTest storage[] = {
          .dtype = CLATTN_F16, .causal = 1, RELU),
 };
 
+/* Sixteen key/value heads: one work-item per head in the CPU kernel, on
+ * devices of up to four compute units. */
+static const struct CMUnitTest many_heads[] = {
+    CASE(heads16_causal, .batch = 2, .q_heads = 8, .kv_heads = 8, .q_len = 150,
+         .head_dim = 64, .causal = 1),
+    CASE(heads16_q90_kv200_causal_bshd, .batch = 2, .q_heads = 8, .kv_heads = 8,
+         .q_len = 90, .kv_len = 200, .head_dim = 64, .causal = 1,
+         .layout = CLATTN_LAYOUT_BSHD),
+    CASE(heads16_q200_kv90_causal_relu, .batch = 2, .q_heads = 8, .kv_heads = 8,
+         .q_len = 200, .kv_len = 90, .head_dim = 64, .causal = 1, RELU),
+    CASE(heads16_noncausal_q70_kv130, .batch = 2, .q_heads = 8, .kv_heads = 8,
+         .q_len = 70, .kv_len = 130, .head_dim = 64),
+    CASE(heads16_gqa_dim128_causal, .batch = 2, .q_heads = 32, .kv_heads = 8,
+         .q_len = 130, .head_dim = 128, .causal = 1),
+    CASE(heads16_dim40_vdim24_causal, .batch = 2, .q_heads = 8, .kv_heads = 8,
+         .q_len = 77, .head_dim = 40, .v_head_dim = 24, .causal = 1),
+    CASE(heads16_f16_causal, .batch = 2, .q_heads = 8, .kv_heads = 8, .q_len = 100,
+         .head_dim = 64, .dtype = CLATTN_F16, .causal = 1),
+};
+
+/* Chunks and row blocks other than the default 64 keys and 16 rows: chunk
+ * edges and block edges fall elsewhere, and blocks of rows end inside a
+ * chunk. */
+static const struct CMUnitTest tiles[] = {
+    CASE(chunk32_q100_kv170_causal, .q_len = 100, .kv_len = 170, .head_dim = 64,
+         .causal = 1, .block_k = 32),
+    CASE(chunk8_q45_causal, .q_len = 45, .head_dim = 64, .causal = 1, .block_k = 8),
+    CASE(chunk128_q300_causal, .q_len = 300, .head_dim = 64, .causal = 1, .block_k = 128),
+    CASE(chunk256_q600_kv520_causal, .q_len = 600, .kv_len = 520, .head_dim = 32,
+         .causal = 1, .block_k = 256),
+    CASE(chunk128_dim256_causal, .q_len = 200, .head_dim = 256, .causal = 1,
+         .block_k = 128),
+    CASE(chunk40_heads16_causal, .batch = 2, .q_heads = 8, .kv_heads = 8, .q_len = 130,
+         .head_dim = 64, .causal = 1, .block_k = 40),
+    CASE(rows8_q100_causal, .q_len = 100, .head_dim = 64, .causal = 1, .block_q = 8),
+    CASE(rows24_q100_kv77_causal, .q_len = 100, .kv_len = 77, .head_dim = 64, .causal = 1,
+         .block_q = 24),
+    CASE(rows32_chunk32_q150_causal, .q_len = 150, .head_dim = 64, .causal = 1,
+         .block_q = 32, .block_k = 32),
+    CASE(rows32_noncausal_q70, .q_len = 70, .head_dim = 64, .block_q = 32),
+    CASE(rows24_heads16_q61_causal, .batch = 2, .q_heads = 8, .kv_heads = 8, .q_len = 61,
+         .head_dim = 64, .causal = 1, .block_q = 24),
+};
+
+/* The CPU kernel keeps phi of a chunk's keys in private memory: chunks of
+ * more than 32768 floats are refused up front, with a message. */
+static void cpu_chunk_limit(void **state)
+{
+    clattn_plan *plan = NULL;
+    clattn_desc d;
+
+    (void)state;
+    clattn_desc_init(&d);
+    d.q_len = d.kv_len = 1000;
+    d.head_dim = 256;
+    d.variant = CLATTN_VARIANT_LINEAR;
+    d.kernel_shape = TEST_SHAPE;
+    d.causal = 1;
+    d.block_k = 256;
+    if (TEST_SHAPE != CLATTN_SHAPE_CPU) {
+        EXPECT_OK(harness_ctx, clattn_plan_create(&plan, harness_ctx, &d));
+        clattn_plan_destroy(plan);
+        return;
+    }
+    EXPECT_STATUS(harness_ctx, clattn_plan_create(&plan, harness_ctx, &d),
+                  CLATTN_INVALID_ARGUMENT);
+    assert_null(plan);
+}
+
+static const struct CMUnitTest limits[] = {
+    cmocka_unit_test(cpu_chunk_limit),
+};
+
 /* 256 chunks of keys: the running state must not drift in fp32. */
 static const struct CMUnitTest large[] = {
     CASE(len16384_causal, .q_len = 16384, .head_dim = 64, .causal = 1),
@@ -144,6 +223,9 @@ int main(void)
     failed += GROUP(head_sizes);
     failed += GROUP(heads_and_batch);
     failed += GROUP(storage);
+    failed += GROUP(many_heads);
+    failed += GROUP(tiles);
+    failed += GROUP(limits);
     failed += GROUP(large);
 
     harness_teardown(NULL);
