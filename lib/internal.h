@@ -218,6 +218,7 @@ typedef enum clattn_fault {
     CLATTN_FAULT_ALLOC = 0,
     CLATTN_FAULT_BUILD = 1,
     CLATTN_FAULT_ENQUEUE = 2,
+    CLATTN_FAULT_POISON = 3, /* no failure: new workspaces filled with NaN */
 } clattn_fault;
 
 void clattn__fault_init(clattn_context *ctx);
