@@ -1,8 +1,16 @@
 /*
  * The softmax of the naive variant. Scores arrive already scaled (by the
  * GEMM's alpha), one row of kv_len per query row, rows ordered
- * [batch, q_heads, q_len]. Each row becomes probabilities in place: zero
- * outside the row's band, and all zero for a row that sees no key.
+ * [batch, q_heads, q_len].
+ *
+ * The host computes scores by blocks of block query rows, from query first
+ * on, and only in the columns [blo, bhi] that some row of the block sees: the
+ * union of the rows' bands. Entries outside them hold whatever the buffer had
+ * before (older runs, or garbage), so nothing here reads them. Within its
+ * block's columns, each row becomes probabilities in place: zero outside its
+ * own band. The rows before first see no key: no GEMM writes their output,
+ * so this kernel does, with zeros (and -inf as their log-sum-exp), as the
+ * header defines for such rows.
  *
  * softmax_rows suits CPUs (one work-item per row); softmax_rows_wg suits GPUs
  * (a work-group of SM_WG work-items per row, reducing in local memory).
@@ -10,9 +18,35 @@
 #ifndef SM_WG
 #define SM_WG 128
 #endif
+#ifndef DV
+#define DV 64
+#endif
+
+/* The columns the block of query qi covers: the band of its first row's low
+ * side and its last row's high side, since both sides rise with the row. */
+inline int2 block_cols(int qi, int q_len, int kv_len, int left, int right, int first,
+                       int block)
+{
+    const int shift = kv_len - q_len;
+    const int r0 = first + (qi - first) / block * block;
+    const int r1 = min(r0 + block, q_len) - 1;
+
+    return (int2)(band_lo(r0, shift, left), band_hi(r1, shift, right, kv_len));
+}
+
+/* The output row of query row `row` (numbered like the scores). */
+inline __global float *out_row(__global float *o, int row, int q_len, int q_heads,
+                               ulong o_batch, ulong o_head, ulong o_seq)
+{
+    const int qi = row % q_len, h = row / q_len % q_heads, b = row / q_len / q_heads;
+
+    return o + b * o_batch + h * o_head + qi * o_seq;
+}
 
 __kernel void softmax_rows(__global float *s, __global float *lse, int rows, int q_len,
-                           int kv_len, int left, int right)
+                           int kv_len, int left, int right, int first, int block,
+                           __global float *o, int q_heads, ulong o_batch, ulong o_head,
+                           ulong o_seq)
 {
     const int row = get_global_id(0);
 
@@ -20,7 +54,20 @@ __kernel void softmax_rows(__global float *s, __global float *lse, int rows, int
         return;
 
     const int qi = row % q_len, shift = kv_len - q_len;
+
+    if (qi < first) {
+        __global float *out = out_row(o, row, q_len, q_heads, o_batch, o_head, o_seq);
+
+        for (int c = 0; c < DV; c++)
+            out[c] = 0.0f;
+#if WANT_LSE
+        lse[row] = -INFINITY;
+#endif
+        return;
+    }
+
     const int lo = band_lo(qi, shift, left), hi = band_hi(qi, shift, right, kv_len);
+    const int2 cols = block_cols(qi, q_len, kv_len, left, right, first, block);
     __global float *p = s + (ulong)row * kv_len;
     float mx = -INFINITY, sum = 0.0f;
 
@@ -31,8 +78,12 @@ __kernel void softmax_rows(__global float *s, __global float *lse, int rows, int
 
     const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
 
-    for (int j = 0; j < kv_len; j++)
-        p[j] = j >= lo && j <= hi ? exp(p[j] - mx) * inv : 0.0f;
+    for (int j = cols.x; j < lo; j++)
+        p[j] = 0.0f;
+    for (int j = lo; j <= hi; j++)
+        p[j] = exp(p[j] - mx) * inv;
+    for (int j = hi + 1; j <= cols.y; j++)
+        p[j] = 0.0f;
 #if WANT_LSE
     lse[row] = sum > 0.0f ? mx + log(sum) : -INFINITY;
 #endif
@@ -40,12 +91,30 @@ __kernel void softmax_rows(__global float *s, __global float *lse, int rows, int
 
 __kernel __attribute__((reqd_work_group_size(SM_WG, 1, 1)))
 void softmax_rows_wg(__global float *s, __global float *lse, int rows, int q_len,
-                     int kv_len, int left, int right)
+                     int kv_len, int left, int right, int first, int block,
+                     __global float *o, int q_heads, ulong o_batch, ulong o_head,
+                     ulong o_seq)
 {
     __local float red[SM_WG];
     const int row = get_group_id(0), lid = get_local_id(0);
     const int qi = row % q_len, shift = kv_len - q_len;
+
+    /* The whole work-group takes this branch or the other: no barrier is
+     * skipped by some of its work-items only. */
+    if (qi < first) {
+        __global float *out = out_row(o, row, q_len, q_heads, o_batch, o_head, o_seq);
+
+        for (int c = lid; c < DV; c += SM_WG)
+            out[c] = 0.0f;
+#if WANT_LSE
+        if (lid == 0)
+            lse[row] = -INFINITY;
+#endif
+        return;
+    }
+
     const int lo = band_lo(qi, shift, left), hi = band_hi(qi, shift, right, kv_len);
+    const int2 cols = block_cols(qi, q_len, kv_len, left, right, first, block);
     __global float *p = s + (ulong)row * kv_len;
     float x = -INFINITY;
 
@@ -76,7 +145,7 @@ void softmax_rows_wg(__global float *s, __global float *lse, int rows, int q_len
     const float sum = red[0];
     const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
 
-    for (int j = lid; j < kv_len; j += SM_WG)
+    for (int j = cols.x + lid; j <= cols.y; j += SM_WG)
         p[j] = j >= lo && j <= hi ? exp(p[j] - mx) * inv : 0.0f;
 #if WANT_LSE
     if (lid == 0)

@@ -1,6 +1,8 @@
 /*
- * The naive variant: materialize the scores with a batched CLBlast GEMM,
- * apply masks and softmax in place, then multiply by V with a second GEMM.
+ * The naive variant: materialize the scores with CLBlast GEMMs, apply masks
+ * and softmax in place, then multiply by V with a second set of GEMMs. Under
+ * a causal or window mask the query rows go by blocks, and each block's GEMMs
+ * cover only the keys some row of it sees, so that masked scores cost little.
  * fp16 storage is converted to fp32 workspace first: the GEMMs run in fp32.
  * CLBlast parameters that `clattn tune --variant naive` saved for the device
  * are passed to CLBlast when a plan is made.
@@ -18,6 +20,9 @@ typedef struct naive {
     cl_mem scores;
     cl_mem qf, kf, vf, of; /* fp32 copies, fp16 storage only */
     cl_mem temp;           /* CLBlast's padded operands, or NULL */
+    int first;             /* the first query row of a head that sees a key */
+    int block;             /* query rows per block, from first on */
+    int blocks;            /* blocks per head; 0 when no row sees a key */
 } naive;
 
 static void release_mem(cl_mem *m)
@@ -87,6 +92,109 @@ static clattn_status alloc_scores(clattn_plan *plan, naive *n)
             "variant",
             bytes, (unsigned long long)limit);
     return alloc(plan, &n->scores, (size_t)bytes, "score workspace");
+}
+
+/*
+ * A block of query rows (the same in every head) and the key columns its
+ * GEMMs cover: the union of its rows' bands, which is the band of its first
+ * row's low side and its last row's high side, since both sides rise with the
+ * row. cl/softmax.cl finds the same columns for each row.
+ */
+typedef struct row_block {
+    long long row, rows, col, cols;
+} row_block;
+
+static long long band_lo(const clattn_plan *plan, long long i)
+{
+    const long long lo = i + plan->desc.kv_len - plan->desc.q_len - plan->left;
+
+    return lo > 0 ? lo : 0;
+}
+
+static long long band_hi(const clattn_plan *plan, long long i)
+{
+    const long long hi = i + plan->desc.kv_len - plan->desc.q_len + plan->right;
+
+    return hi < plan->desc.kv_len - 1 ? hi : plan->desc.kv_len - 1;
+}
+
+/* Block i of blocks of size rows from query row first on. */
+static void block_of(const clattn_plan *plan, int first, int size, int i, row_block *blk)
+{
+    const long long row = first + (long long)i * size;
+    const long long end = row + size < plan->desc.q_len ? row + size : plan->desc.q_len;
+
+    blk->row = row;
+    blk->rows = end - row;
+    blk->col = band_lo(plan, row);
+    blk->cols = band_hi(plan, end - 1) - blk->col + 1;
+}
+
+/*
+ * Block sizes are multiples of BLOCK_STEP rows, which CLBlast's GEMM tiles
+ * divide (it pads m up to its tile otherwise). Each block costs its GEMMs'
+ * multiply-adds plus, per head, BLOCK_CALL_COST: what a pair of GEMM calls
+ * costs beyond their arithmetic (launches, CLBlast's padding copies, tiles
+ * too few to fill the device), as multiply-adds. Smaller blocks skip more
+ * masked scores but make more calls; the sum finds the balance, which for a
+ * causal mask or a window is a block size of a few hundred rows whatever the
+ * length, and one block per head when the mask skips little. Sizes past
+ * BLOCK_MAX_STEPS steps gain nothing for the masks that matter.
+ */
+#define BLOCK_STEP 128
+#define BLOCK_MAX_STEPS 64
+#define BLOCK_MAX_COUNT 256
+#define BLOCK_CALL_COST 4e6
+
+static double blocks_cost(const clattn_plan *plan, int first, int size, int count)
+{
+    const double per_score = plan->desc.head_dim + plan->desc.v_head_dim;
+    double cost = 0.0;
+    row_block blk;
+
+    for (int i = 0; i < count; i++) {
+        block_of(plan, first, size, i, &blk);
+        cost += (double)blk.rows * (double)blk.cols * per_score + BLOCK_CALL_COST;
+    }
+    return cost;
+}
+
+/*
+ * Rows i with i' = i + kv_len - q_len and i' + right < 0 see no key; they
+ * come first in each head, and every later row sees one, since its band's low
+ * side, i' - left, never passes the last key (i' < kv_len). The blocks cover
+ * the rows from the first one that sees a key.
+ */
+static void choose_blocks(const clattn_plan *plan, naive *n)
+{
+    const long long q_len = plan->desc.q_len;
+    const long long empty = q_len - plan->desc.kv_len - plan->right;
+    const int span = (int)(empty <= 0 ? q_len : empty < q_len ? q_len - empty : 0);
+    double best;
+
+    n->first = plan->desc.q_len - span;
+    n->block = span > 0 ? span : 1;
+    n->blocks = span > 0;
+    if (!plan->masked || span <= BLOCK_STEP)
+        return;
+
+    best = blocks_cost(plan, n->first, n->block, n->blocks);
+    for (int step = 1; step <= BLOCK_MAX_STEPS && step * BLOCK_STEP < span; step++) {
+        const int size = step * BLOCK_STEP, count = (span + size - 1) / size;
+        double cost;
+
+        if (count > BLOCK_MAX_COUNT)
+            continue;
+        cost = blocks_cost(plan, n->first, size, count);
+        if (cost < best) {
+            best = cost;
+            n->block = size;
+            n->blocks = count;
+        }
+    }
+    clattn__log(plan->ctx, CLATTN_LOG_DEBUG,
+                "naive variant: %d blocks of %d query rows per head, from row %d",
+                n->blocks, n->block, n->first);
 }
 
 static clattn_status kernels(clattn_plan *plan, naive *n)
@@ -200,17 +308,23 @@ static clattn_status convert(clattn_plan *plan, clattn_run_args *args, cl_kernel
     return CLATTN_OK;
 }
 
-static clattn_status softmax(clattn_plan *plan, naive *n, clattn_run_args *args)
+/* The softmax also writes the output rows that see no key: o is the output
+ * the GEMMs write (the fp32 copy for fp16 storage). */
+static clattn_status softmax(clattn_plan *plan, naive *n, clattn_run_args *args, cl_mem o)
 {
     const clattn_desc *d = &plan->desc;
+    const clattn_strides *os = &plan->o_str;
     int rows = d->batch * d->q_heads * d->q_len;
     cl_event event;
     cl_int err;
 
-    err = clattn__set_args(n->softmax, 0, 7, sizeof(cl_mem), &n->scores, sizeof(cl_mem),
+    err = clattn__set_args(n->softmax, 0, 14, sizeof(cl_mem), &n->scores, sizeof(cl_mem),
                            &args->lse, sizeof(int), &rows, sizeof(int), &d->q_len,
                            sizeof(int), &d->kv_len, sizeof(int), &plan->left, sizeof(int),
-                           &plan->right);
+                           &plan->right, sizeof(int), &n->first, sizeof(int), &n->block,
+                           sizeof(cl_mem), &o, sizeof(int), &d->q_heads, sizeof(cl_ulong),
+                           &os->batch, sizeof(cl_ulong), &os->head, sizeof(cl_ulong),
+                           &os->seq);
     if (err == CL_SUCCESS)
         err = clEnqueueNDRangeKernel(plan->ctx->queue, n->softmax, 1, NULL, &n->sm_global,
                                      &n->sm_local, 0, NULL, &event);
@@ -223,17 +337,18 @@ static clattn_status softmax(clattn_plan *plan, naive *n, clattn_run_args *args)
 
 /*
  * One operand of a GEMM: the matrix of batch entry b and query head h starts
- * at b * batch + (h / group) * head, with rows ld apart. K and V have the
- * plan's group, so query heads that share them read the same matrix.
+ * at b * batch + (h / group) * head, with rows ld apart, and the GEMM's part
+ * of it at element `at` of that matrix. K and V have the plan's group, so
+ * query heads that share them read the same matrix.
  */
 typedef struct operand {
     cl_mem mem;
-    size_t batch, head, group, ld;
+    size_t batch, head, group, ld, at;
 } operand;
 
 static size_t offset(const operand *x, size_t b, size_t h)
 {
-    return b * x->batch + h / x->group * x->head;
+    return b * x->batch + h / x->group * x->head + x->at;
 }
 
 /*
@@ -288,6 +403,7 @@ static void tensor_operand(const clattn_plan *plan, cl_mem mem, const clattn_str
     x->head = s->head;
     x->group = shared ? (size_t)plan->group : 1;
     x->ld = s->seq;
+    x->at = 0;
 }
 
 /* The operands of both GEMMs: Q, K, V, O and the scores. */
@@ -298,7 +414,7 @@ static void operands(const clattn_plan *plan, const naive *n, cl_mem q, cl_mem k
 {
     const clattn_desc *d = &plan->desc;
     const size_t lq = d->q_len, lk = d->kv_len;
-    const operand s = {n->scores, d->q_heads * lq * lk, lq * lk, 1, lk};
+    const operand s = {n->scores, d->q_heads * lq * lk, lq * lk, 1, lk, 0};
 
     tensor_operand(plan, q, &plan->q_str, 0, &x[OP_Q]);
     tensor_operand(plan, k, &plan->k_str, 1, &x[OP_K]);
@@ -307,28 +423,52 @@ static void operands(const clattn_plan *plan, const naive *n, cl_mem q, cl_mem k
     x[OP_S] = s;
 }
 
-/* Scores, then softmax, then the product with V. */
+/* Points the operands at block i of every head: its query rows in Q, S and
+ * O, its key columns in S and its keys in K and V. */
+static void place(const clattn_plan *plan, const naive *n, int i, operand *x,
+                  size_t *rows, size_t *cols)
+{
+    row_block blk;
+
+    block_of(plan, n->first, n->block, i, &blk);
+    x[OP_Q].at = (size_t)blk.row * x[OP_Q].ld;
+    x[OP_K].at = (size_t)blk.col * x[OP_K].ld;
+    x[OP_V].at = (size_t)blk.col * x[OP_V].ld;
+    x[OP_O].at = (size_t)blk.row * x[OP_O].ld;
+    x[OP_S].at = (size_t)blk.row * x[OP_S].ld + (size_t)blk.col;
+    *rows = (size_t)blk.rows;
+    *cols = (size_t)blk.cols;
+}
+
+/* Scores, then softmax, then the product with V, each block of rows reading
+ * and writing only its columns of the scores. */
 static clattn_status attend(clattn_plan *plan, naive *n, clattn_run_args *args, cl_mem q,
                             cl_mem k, cl_mem v, cl_mem o)
 {
     const clattn_desc *d = &plan->desc;
-    const size_t lq = d->q_len, lk = d->kv_len;
+    clattn_status status = CLATTN_OK;
+    size_t rows, cols;
     operand x[OPS];
-    clattn_status status;
 
     operands(plan, n, q, k, v, o, x);
-    status = gemm(plan, args, CLBlastTransposeYes, lq, lk, d->head_dim, d->scale,
-                  &x[OP_Q], &x[OP_K], &x[OP_S], "Q and K");
+    for (int i = 0; i < n->blocks && !status; i++) {
+        place(plan, n, i, x, &rows, &cols);
+        status = gemm(plan, args, CLBlastTransposeYes, rows, cols, d->head_dim, d->scale,
+                      &x[OP_Q], &x[OP_K], &x[OP_S], "Q and K");
+    }
     if (!status)
-        status = softmax(plan, n, args);
-    if (!status)
-        status = gemm(plan, args, CLBlastTransposeNo, lq, d->v_head_dim, lk, 1.0f,
+        status = softmax(plan, n, args, o);
+    for (int i = 0; i < n->blocks && !status; i++) {
+        place(plan, n, i, x, &rows, &cols);
+        status = gemm(plan, args, CLBlastTransposeNo, rows, d->v_head_dim, cols, 1.0f,
                       &x[OP_S], &x[OP_V], &x[OP_O], "P and V");
+    }
     return status;
 }
 
 /* The largest temporary buffer one GEMM of a shape needs, over the first and
- * the last head's offsets; 0 when CLBlast cannot say. */
+ * the last head's offsets; 0 when CLBlast cannot say. (The offsets matter:
+ * CLBlast copies an operand only when it cannot use it in place.) */
 static size_t temp_bytes(clattn_plan *plan, CLBlastTranspose tb, size_t m, size_t n,
                          size_t k, const operand *a, const operand *b, const operand *c)
 {
@@ -362,17 +502,22 @@ static size_t temp_bytes(clattn_plan *plan, CLBlastTranspose tb, size_t m, size_
 static void alloc_temp(clattn_plan *plan, naive *n)
 {
     const clattn_desc *d = &plan->desc;
-    const size_t lq = d->q_len, lk = d->kv_len;
-    size_t qk, pv, bytes;
+    size_t rows, cols, bytes = 0;
     operand x[OPS];
     cl_int err;
 
     operands(plan, n, NULL, NULL, NULL, NULL, x);
-    qk = temp_bytes(plan, CLBlastTransposeYes, lq, lk, d->head_dim, &x[OP_Q], &x[OP_K],
-                    &x[OP_S]);
-    pv = temp_bytes(plan, CLBlastTransposeNo, lq, d->v_head_dim, lk, &x[OP_S], &x[OP_V],
-                    &x[OP_O]);
-    bytes = qk > pv ? qk : pv;
+    for (int i = 0; i < n->blocks; i++) {
+        size_t qk, pv;
+
+        place(plan, n, i, x, &rows, &cols);
+        qk = temp_bytes(plan, CLBlastTransposeYes, rows, cols, d->head_dim, &x[OP_Q],
+                        &x[OP_K], &x[OP_S]);
+        pv = temp_bytes(plan, CLBlastTransposeNo, rows, d->v_head_dim, cols, &x[OP_S],
+                        &x[OP_V], &x[OP_O]);
+        bytes = qk > bytes ? qk : bytes;
+        bytes = pv > bytes ? pv : bytes;
+    }
     if (bytes == 0 || bytes > plan->ctx->info.max_alloc)
         return;
     n->temp = clCreateBuffer(plan->ctx->cl_ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
@@ -399,6 +544,7 @@ static clattn_status setup(clattn_plan *plan)
     tune_gemm(plan);
     if ((status = alloc_scores(plan, n)) || (status = kernels(plan, n)))
         return status;
+    choose_blocks(plan, n);
     alloc_temp(plan, n);
     if (plan->desc.dtype != CLATTN_F16)
         return CLATTN_OK;

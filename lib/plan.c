@@ -320,12 +320,22 @@ int clattn__common_options(const clattn_plan *plan, char *buf, size_t size)
                     d->want_lse);
 }
 
+/*
+ * A run's span needs its first command's start and its last one's end (the
+ * queue is in order): once the list is full, each new event takes the last
+ * slot, so that runs of many commands (the naive variant's GEMMs go by head
+ * and block) are timed to their end.
+ */
 void clattn__run_track(clattn_run_args *args, cl_event event)
 {
-    if (args->events &&
-        args->events->count < (int)(sizeof(args->events->events) / sizeof(cl_event))) {
+    clattn_event_list *list = args->events;
+    const int size = (int)(sizeof(list->events) / sizeof(cl_event));
+
+    if (list) {
         clRetainEvent(event);
-        args->events->events[args->events->count++] = event;
+        if (list->count == size)
+            clReleaseEvent(list->events[--list->count]);
+        list->events[list->count++] = event;
     }
     if (args->last)
         clReleaseEvent(args->last);

@@ -1,8 +1,7 @@
 /*
  * Accuracy against the float64 reference. This file is built once per
  * variant and kernel shape (TEST_VARIANT, TEST_SHAPE), so every case runs on
- * each of them; the window bands skip the naive variant, whose cost does not
- * depend on the mask. The cases reuse a small set of head sizes, dtypes and masks,
+ * each of them. The cases reuse a small set of head sizes, dtypes and masks,
  * because each distinct set of compile-time options costs a program build.
  */
 #include <stdio.h>
@@ -129,9 +128,11 @@ static const struct CMUnitTest windows[] = {
 };
 
 /*
- * Bands for the window variant, which visits only the keys inside them, so
- * the band's edges must fall right wherever they cut a tile: narrow and
- * wide, lopsided, off the diagonal when the lengths differ, and empty.
+ * Bands for the window variant, which visits only the keys inside them, and
+ * for the naive variant, whose GEMMs cover only the keys a block of rows
+ * sees, so the band's edges must fall right wherever they cut a tile or a
+ * block: narrow and wide, lopsided, off the diagonal when the lengths
+ * differ, and empty.
  */
 static const struct CMUnitTest window_bands[] = {
     CASE(band_1_1_len77_lse, .q_len = 77, .head_dim = 64, WINDOW(1, 1), .want_lse = 1),
@@ -196,6 +197,27 @@ static const struct CMUnitTest decode[] = {
          .head_dim = 32, .v_head_dim = 24, WINDOW(50, 0)),
 };
 
+/*
+ * Masks long enough that the naive variant splits each head's rows into
+ * several blocks, each with GEMMs over its own columns only: lengths that
+ * are no multiple of a block, bands off the diagonal, and rows that see no
+ * key before the first block, which no GEMM writes.
+ */
+static const struct CMUnitTest row_blocks[] = {
+    CASE(blocks_causal_q1000_lse, .q_len = 1000, .head_dim = 64, .causal = 1,
+         .want_lse = 1),
+    CASE(blocks_window_q700_kv1300, .q_len = 700, .kv_len = 1300, .head_dim = 64,
+         WINDOW(100, 50)),
+    /* The first 600 rows see no key; the blocks start at row 600. */
+    CASE(blocks_causal_q1300_kv700_empty_rows, .q_len = 1300, .kv_len = 700,
+         .head_dim = 64, .causal = 1, .want_lse = 1),
+    /* Rows with i' = i - 500 < -20 see no key; bands 81 keys wide at most. */
+    CASE(blocks_window_q900_kv400_empty_rows, .q_len = 900, .kv_len = 400,
+         .head_dim = 64, WINDOW(60, 20), .want_lse = 1),
+    CASE(blocks_gqa_bshd_causal_window, .q_heads = 4, .kv_heads = 2, .q_len = 600,
+         .head_dim = 64, .layout = CLATTN_LAYOUT_BSHD, .causal = 1, WINDOW(200, -1)),
+};
+
 static const struct CMUnitTest tiles[] = {
     CASE(block_8_16, .q_len = 100, .head_dim = 64, .block_q = 8, .block_k = 16),
     CASE(block_8_16_causal_lse, .q_len = 100, .head_dim = 64, .causal = 1, .want_lse = 1,
@@ -237,8 +259,8 @@ static int run_groups(void)
     failed += GROUP(heads_and_batch);
     failed += GROUP(storage_and_scale);
     failed += GROUP(windows);
-    if (TEST_VARIANT != CLATTN_VARIANT_NAIVE)
-        failed += GROUP(window_bands);
+    failed += GROUP(window_bands);
+    failed += GROUP(row_blocks);
     failed += GROUP(decode);
     failed += GROUP(tiles);
     failed += GROUP(large);
