@@ -12,8 +12,9 @@
  * so this kernel does, with zeros (and -inf as their log-sum-exp), as the
  * header defines for such rows.
  *
- * softmax_rows suits CPUs (one work-item per row); softmax_rows_wg suits GPUs
- * (a work-group of SM_WG work-items per row, reducing in local memory).
+ * softmax_rows suits CPUs (one work-item per row, in float8 vectors along
+ * it); softmax_rows_wg suits GPUs (a work-group of SM_WG work-items per row,
+ * reducing in local memory).
  */
 #ifndef SM_WG
 #define SM_WG 128
@@ -32,6 +33,22 @@ inline int2 block_cols(int qi, int q_len, int kv_len, int left, int right, int f
     const int r1 = min(r0 + block, q_len) - 1;
 
     return (int2)(band_lo(r0, shift, left), band_hi(r1, shift, right, kv_len));
+}
+
+inline float max_of(float8 x)
+{
+    const float4 h = fmax(x.lo, x.hi);
+    const float2 q = fmax(h.lo, h.hi);
+
+    return fmax(q.x, q.y);
+}
+
+inline float sum_of(float8 x)
+{
+    const float4 h = x.lo + x.hi;
+    const float2 q = h.lo + h.hi;
+
+    return q.x + q.y;
 }
 
 /* The output row of query row `row` (numbered like the scores). */
@@ -69,20 +86,41 @@ __kernel void softmax_rows(__global float *s, __global float *lse, int rows, int
     const int lo = band_lo(qi, shift, left), hi = band_hi(qi, shift, right, kv_len);
     const int2 cols = block_cols(qi, q_len, kv_len, left, right, first, block);
     __global float *p = s + (ulong)row * kv_len;
-    float mx = -INFINITY, sum = 0.0f;
+    const int end = lo + (hi - lo + 1) / 8 * 8; /* the band's whole vectors */
+    float8 mx8 = (float8)(-INFINITY), sum8 = (float8)(0.0f);
+    float mx, sum;
+    int j;
 
-    for (int j = lo; j <= hi; j++)
+    /* The band's scores go by float8 vectors, from lo on, with the last
+     * few one by one. Exponents are taken once, stored, and scaled once the
+     * sum is known. */
+    for (j = lo; j < end; j += 8)
+        mx8 = fmax(mx8, vload8(0, p + j));
+    mx = max_of(mx8);
+    for (; j <= hi; j++)
         mx = fmax(mx, p[j]);
-    for (int j = lo; j <= hi; j++)
-        sum += exp(p[j] - mx);
+
+    for (j = lo; j < end; j += 8) {
+        const float8 e = exp(vload8(0, p + j) - mx);
+
+        vstore8(e, 0, p + j);
+        sum8 += e;
+    }
+    sum = sum_of(sum8);
+    for (; j <= hi; j++) {
+        p[j] = exp(p[j] - mx);
+        sum += p[j];
+    }
 
     const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
 
-    for (int j = cols.x; j < lo; j++)
+    for (j = lo; j < end; j += 8)
+        vstore8(vload8(0, p + j) * inv, 0, p + j);
+    for (; j <= hi; j++)
+        p[j] *= inv;
+    for (j = cols.x; j < lo; j++)
         p[j] = 0.0f;
-    for (int j = lo; j <= hi; j++)
-        p[j] = exp(p[j] - mx) * inv;
-    for (int j = hi + 1; j <= cols.y; j++)
+    for (j = hi + 1; j <= cols.y; j++)
         p[j] = 0.0f;
 #if WANT_LSE
     lse[row] = sum > 0.0f ? mx + log(sum) : -INFINITY;
