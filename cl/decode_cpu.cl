@@ -85,22 +85,22 @@ inline float8 row_sum(float8 x)
  * work-item, and the hardware prefetchers alone left decode at 0.40-0.54 of
  * the device's read rate, 0.53-0.62 with this (NOTES, 2026-12-04). The
  * prefetch() builtin measured no better than nothing on PoCL. The volatile
- * sink keeps the compiler from dropping the loads.
+ * sink keeps the compiler from dropping the loads; they read bytes, since
+ * converting halves would cost more than the loads.
  */
 inline void touch_rows(__global const store_t *kb, __global const store_t *vb, int k_ss,
                        int v_ss, int first, int count)
 {
-    const int line = 64 / sizeof(store_t);
-    volatile float sink;
+    volatile uchar sink;
 
     for (int c = 0; c < count; c++) {
-        __global const store_t *kr = kb + (ulong)(first + c) * k_ss;
-        __global const store_t *vr = vb + (ulong)(first + c) * v_ss;
+        __global const uchar *kr = (__global const uchar *)(kb + (ulong)(first + c) * k_ss);
+        __global const uchar *vr = (__global const uchar *)(vb + (ulong)(first + c) * v_ss);
 
-        for (int e = 0; e < D; e += line)
-            sink = LOAD(kr, e);
-        for (int e = 0; e < DV; e += line)
-            sink = LOAD(vr, e);
+        for (int e = 0; e < D * (int)sizeof(store_t); e += 64)
+            sink = kr[e];
+        for (int e = 0; e < DV * (int)sizeof(store_t); e += 64)
+            sink = vr[e];
     }
 }
 
@@ -224,30 +224,48 @@ __kernel void attn_decode_cpu(__global const store_t *q, __global const store_t 
         }
         l = l * alpha + sum;
 
-        /* acc = acc * alpha + P V, one V row at a time: each V vector is
-         * read once, from consecutive addresses, and feeds one FMA per row.
-         * The accumulators live in the cache (RB * DV floats); walking the
-         * tile in columns instead, with them in registers, read V with a
-         * stride and measured no faster. */
+        /* acc = acc * alpha + P V, KP vectors of columns at a time: their
+         * RB * KP accumulators stay in registers while the tile's keys go
+         * by, and each V vector loaded feeds one FMA per row. */
         const float *pf = (const float *)sv;
         const float *af = (const float *)&alpha;
+        int dq = 0;
 
-        for (int r = 0; r < RB; r++) {
-            for (int dq = 0; dq < DVQ; dq++)
-                acc[r * DVQ + dq] *= af[r];
-        }
-        for (int c = 0; c < n; c++) {
-            __global const store_t *vr = vb + (ulong)(j0 + c) * v_ss;
+        for (; dq + KP <= DVQ; dq += KP) {
+            float8 a[RB * KP];
 
-            for (int dq = 0; dq < DVQ; dq++) {
-                const float8 vv = LOAD8(vr, dq * 8);
+            #pragma unroll
+            for (int i = 0; i < RB * KP; i++)
+                a[i] = acc[i / KP * DVQ + dq + i % KP] * af[i / KP];
+            for (int c = 0; c < n; c++) {
+                __global const store_t *vr = vb + (ulong)(j0 + c) * v_ss + dq * 8;
+                float8 x[KP];
 
+                #pragma unroll
+                for (int h = 0; h < KP; h++)
+                    x[h] = LOAD8(vr, h * 8);
                 #pragma unroll
                 for (int r = 0; r < RB; r++) {
                     const float8 p = (float8)(pf[c * RB + r]);
 
-                    acc[r * DVQ + dq] = fma(p, vv, acc[r * DVQ + dq]);
+                    #pragma unroll
+                    for (int h = 0; h < KP; h++)
+                        a[r * KP + h] = fma(p, x[h], a[r * KP + h]);
                 }
+            }
+            #pragma unroll
+            for (int i = 0; i < RB * KP; i++)
+                acc[i / KP * DVQ + dq + i % KP] = a[i];
+        }
+        for (; dq < DVQ; dq++) {
+            #pragma unroll
+            for (int r = 0; r < RB; r++) {
+                float8 a = acc[r * DVQ + dq] * af[r];
+
+                for (int c = 0; c < n; c++)
+                    a = fma((float8)(pf[c * RB + r]),
+                            LOAD8(vb + (ulong)(j0 + c) * v_ss, dq * 8), a);
+                acc[r * DVQ + dq] = a;
             }
         }
     }
