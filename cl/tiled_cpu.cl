@@ -26,6 +26,33 @@
 
 #define ROWS (8 * BQV)
 
+/*
+ * The hot loops broadcast single elements of K and V. With fp16 storage each
+ * would go through vload_half, which PoCL converts in scalar code, so the
+ * tile's rows are first widened to float with vector conversions into
+ * private memory (tile_t points there); fp32 tiles are read in place.
+ */
+#if DTYPE_F16
+typedef const float *tile_t;
+#else
+typedef __global const float *tile_t;
+#endif
+
+/* Rows [0, count) of a tile, from src with stride ss, packed into dst. */
+inline void widen_rows(float *dst, __global const store_t *src, int ss, int len,
+                       int count)
+{
+    for (int c = 0; c < count; c++) {
+        __global const store_t *row = src + (ulong)c * ss;
+        int e = 0;
+
+        for (; e + 8 <= len; e += 8)
+            vstore8(LOAD8(row, e), 0, dst + c * len + e);
+        for (; e < len; e++)
+            dst[c * len + e] = LOAD(row, e);
+    }
+}
+
 __kernel void attn_tiled_cpu(__global const store_t *q, __global const store_t *k,
                              __global const store_t *v, __global store_t *o,
                              __global float *lse, int q_len, int kv_len, int kv_heads,
@@ -51,6 +78,9 @@ __kernel void attn_tiled_cpu(__global const store_t *q, __global const store_t *
     float8 s[BK * BQV];   /* scores, then probabilities, of one tile */
     float8 m[BQV], l[BQV], alpha[BQV];
     int8 lo[BQV], hi[BQV];
+#if DTYPE_F16
+    float kst[BK * D], vst[BK * DV]; /* the tile's K and V rows, widened */
+#endif
 
     if (r0 > r_last)
         return;
@@ -100,20 +130,31 @@ __kernel void attn_tiled_cpu(__global const store_t *q, __global const store_t *
     for (int j0 = jlo; j0 <= jhi; j0 += BK) {
         const int n = min(BK, jhi - j0 + 1);
         const int nc = (n + 3) & ~3;
+#if DTYPE_F16
+        const tile_t kt = kst, vt = vst;
+        const int kts = D, vts = DV;
+
+        widen_rows(kst, kb + (ulong)j0 * k_ss, k_ss, D, n);
+        widen_rows(vst, vb + (ulong)j0 * v_ss, v_ss, DV, n);
+#else
+        const tile_t kt = kb + (ulong)j0 * k_ss, vt = vb + (ulong)j0 * v_ss;
+        const int kts = k_ss, vts = v_ss;
+#endif
 
         for (int c = 0; c < nc; c += 4) {
-            __global const store_t *k0 = kb + (ulong)min(j0 + c, jhi) * k_ss;
-            __global const store_t *k1 = kb + (ulong)min(j0 + c + 1, jhi) * k_ss;
-            __global const store_t *k2 = kb + (ulong)min(j0 + c + 2, jhi) * k_ss;
-            __global const store_t *k3 = kb + (ulong)min(j0 + c + 3, jhi) * k_ss;
+            /* Keys past n repeat the last one; the mask drops them. */
+            const tile_t k0 = kt + (ulong)min(c, n - 1) * kts;
+            const tile_t k1 = kt + (ulong)min(c + 1, n - 1) * kts;
+            const tile_t k2 = kt + (ulong)min(c + 2, n - 1) * kts;
+            const tile_t k3 = kt + (ulong)min(c + 3, n - 1) * kts;
             float8 a0[BQV], a1[BQV], a2[BQV], a3[BQV];
 
             #pragma unroll
             for (int vi = 0; vi < BQV; vi++)
                 a0[vi] = a1[vi] = a2[vi] = a3[vi] = (float8)(0.0f);
             for (int d = 0; d < D; d++) {
-                const float8 x0 = (float8)(LOAD(k0, d)), x1 = (float8)(LOAD(k1, d));
-                const float8 x2 = (float8)(LOAD(k2, d)), x3 = (float8)(LOAD(k3, d));
+                const float8 x0 = (float8)(k0[d]), x1 = (float8)(k1[d]);
+                const float8 x2 = (float8)(k2[d]), x3 = (float8)(k3[d]);
 
                 #pragma unroll
                 for (int vi = 0; vi < BQV; vi++) {
@@ -188,9 +229,9 @@ __kernel void attn_tiled_cpu(__global const store_t *q, __global const store_t *
                 o3[vi] = acc[(d + 3) * BQV + vi] * alpha[vi];
             }
             for (int c = 0; c < n; c++) {
-                __global const store_t *vr = vb + (ulong)(j0 + c) * v_ss + d;
-                const float8 x0 = (float8)(LOAD(vr, 0)), x1 = (float8)(LOAD(vr, 1));
-                const float8 x2 = (float8)(LOAD(vr, 2)), x3 = (float8)(LOAD(vr, 3));
+                const tile_t vr = vt + (ulong)c * vts + d;
+                const float8 x0 = (float8)(vr[0]), x1 = (float8)(vr[1]);
+                const float8 x2 = (float8)(vr[2]), x3 = (float8)(vr[3]);
 
                 #pragma unroll
                 for (int vi = 0; vi < BQV; vi++) {
@@ -215,11 +256,8 @@ __kernel void attn_tiled_cpu(__global const store_t *q, __global const store_t *
             for (int vi = 0; vi < BQV; vi++) {
                 float8 a = acc[d * BQV + vi] * alpha[vi];
 
-                for (int c = 0; c < n; c++) {
-                    const float x = LOAD(vb + (ulong)(j0 + c) * v_ss, d);
-
-                    a = fma(s[c * BQV + vi], (float8)(x), a);
-                }
+                for (int c = 0; c < n; c++)
+                    a = fma(s[c * BQV + vi], (float8)(vt[(ulong)c * vts + d]), a);
                 acc[d * BQV + vi] = a;
             }
         }

@@ -103,6 +103,9 @@ static const struct CMUnitTest storage_and_scale[] = {
          .layout = CLATTN_LAYOUT_BSHD, .causal = 1, .want_lse = 1),
     CASE(f16_dim40_vdim24_window, .q_len = 33, .head_dim = 40, .v_head_dim = 24,
          .dtype = CLATTN_F16, WINDOW(5, 2)),
+    /* Rows of K and V that are not whole vectors of eight. */
+    CASE(f16_dim36_vdim20_causal, .q_heads = 2, .q_len = 45, .head_dim = 36,
+         .v_head_dim = 20, .dtype = CLATTN_F16, .causal = 1),
     /* Scores reach the hundreds: exp overflows without the max subtracted. */
     CASE(scale_large, .q_len = 100, .head_dim = 64, .scale = 2.0f),
     CASE(scale_small, .q_len = 100, .head_dim = 64, .scale = 0.01f),
