@@ -294,8 +294,13 @@ inline float8 exp_nonpositive(float8 x)
 inline float8 phi8(float8 x)
 {
 #if FEATURE == 0
-    /* NaN lanes take x + 1, so that they stay NaN. */
-    return select(x + 1.0f, exp_nonpositive(x), x <= 0.0f);
+    /* x <= 0 by the bits: where x was widened from half, LLVM otherwise
+     * compares the halves, one lane at a time. NaN lanes take x + 1, so
+     * that they stay NaN. */
+    const int8 bits = as_int8(x);
+    const int8 le = (bits <= 0) & ((bits & 0x7fffffff) <= 0x7f800000);
+
+    return select(x + 1.0f, exp_nonpositive(x), le);
 #else
     return fmax(x, 0.0f);
 #endif
