@@ -2,7 +2,7 @@
  * NaN and Inf in the inputs, and logits of +-1.6e4, for the naive variant
  * and both shapes of the tiled variant: every output element is compared
  * with a float64 reference computed here from the exact inputs, NaN for NaN
- * and Inf for Inf.
+ * and Inf for Inf. For linear attention, where NaN goes.
  */
 #include <math.h>
 #include <stdio.h>
@@ -213,12 +213,74 @@ static void extreme_logits(void **state)
     }
 }
 
+/* Rows of a linear run that came out NaN (every element of a row must be
+ * NaN, or none); the others must be finite. */
+static int linear_nan_rows(inputs *in, clattn_kernel_shape shape, int causal)
+{
+    clattn_plan *plan = NULL;
+    float o[LQ * D];
+    int nan_rows = 0;
+
+    in->desc.variant = CLATTN_VARIANT_LINEAR;
+    in->desc.kernel_shape = shape;
+    in->desc.causal = causal;
+    for (int i = 0; i < LQ * D; i++)
+        o[i] = UNWRITTEN;
+    EXPECT_OK(harness_ctx, clattn_plan_create(&plan, harness_ctx, &in->desc));
+    EXPECT_OK(harness_ctx, clattn_plan_run_host(plan, in->q, in->k, in->v, o, NULL));
+    clattn_plan_destroy(plan);
+
+    for (int i = 0; i < LQ; i++) {
+        int nans = 0;
+
+        for (int c = 0; c < D; c++) {
+            nans += isnan(o[i * D + c]);
+            if (!isnan(o[i * D + c]) && !(fabsf(o[i * D + c]) < UNWRITTEN)) {
+                print_error("row %d column %d: %g\n", i, c, o[i * D + c]);
+                fail();
+            }
+        }
+        if (nans != 0 && nans != D) {
+            print_error("row %d: %d of %d columns NaN\n", i, nans, D);
+            fail();
+        }
+        nan_rows += nans == D;
+    }
+    return nan_rows;
+}
+
+/*
+ * Linear attention: a NaN in a query, of either sign, spoils its own row;
+ * one in a key spoils the rows whose prefix holds it (causal: rows 17 on,
+ * with key positions shifted by LK - LQ = 10), or every row without a mask.
+ */
+static void linear_nan(void **state)
+{
+    static const clattn_kernel_shape shapes[] = {CLATTN_SHAPE_CPU, CLATTN_SHAPE_GPU};
+
+    (void)state;
+    for (int s = 0; s < 2; s++) {
+        for (int causal = 0; causal <= 1; causal++) {
+            inputs in;
+
+            make_inputs(&in, CLATTN_VARIANT_LINEAR, shapes[s], causal);
+            in.q[5 * D + 3] = NAN;
+            in.q[8 * D + 1] = -NAN;
+            assert_int_equal(linear_nan_rows(&in, shapes[s], causal), 2);
+            in.q[5 * D + 3] = in.q[8 * D + 1] = 0.0f;
+            in.k[27 * D] = NAN;
+            assert_int_equal(linear_nan_rows(&in, shapes[s], causal),
+                             causal ? LQ - 17 : LQ);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(nan_in_q),       cmocka_unit_test(nan_in_k),
         cmocka_unit_test(nonfinite_in_v), cmocka_unit_test(inf_in_q_and_k),
-        cmocka_unit_test(extreme_logits),
+        cmocka_unit_test(extreme_logits), cmocka_unit_test(linear_nan),
     };
 
     return cmocka_run_group_tests(tests, harness_setup, harness_teardown);
