@@ -35,6 +35,33 @@ typedef float store_t;
 #define STORE8(x, p, i) vstore8((x), 0, (p) + (i))
 #endif
 
+/* The transpose of the 8 x 8 block m, with unpacks, pair shuffles and half
+ * swaps that map onto AVX permutes. */
+inline void transpose8(float8 *m)
+{
+    float8 t[8], u[8];
+
+#pragma unroll
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = (float8)(m[i].s0, m[i + 1].s0, m[i].s1, m[i + 1].s1, m[i].s4,
+                        m[i + 1].s4, m[i].s5, m[i + 1].s5);
+        t[i + 1] = (float8)(m[i].s2, m[i + 1].s2, m[i].s3, m[i + 1].s3, m[i].s6,
+                            m[i + 1].s6, m[i].s7, m[i + 1].s7);
+    }
+#pragma unroll
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = (float8)(t[i].s01, t[i + 2].s01, t[i].s45, t[i + 2].s45);
+        u[i + 1] = (float8)(t[i].s23, t[i + 2].s23, t[i].s67, t[i + 2].s67);
+        u[i + 2] = (float8)(t[i + 1].s01, t[i + 3].s01, t[i + 1].s45, t[i + 3].s45);
+        u[i + 3] = (float8)(t[i + 1].s23, t[i + 3].s23, t[i + 1].s67, t[i + 3].s67);
+    }
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        m[i] = (float8)(u[i].lo, u[i + 4].lo);
+        m[i + 4] = (float8)(u[i].hi, u[i + 4].hi);
+    }
+}
+
 #define LOG2E 1.4426950408889634f
 #define LN2 0.6931471805599453f
 

@@ -108,18 +108,37 @@ __kernel void attn_tiled_cpu(__global const store_t *q, __global const store_t *
 
     #pragma unroll
     for (int vi = 0; vi < BQV; vi++) {
+        __global const store_t *qp[8];
         float *qf = (float *)&qt[vi];
         int *lop = (int *)&lo[vi], *hip = (int *)&hi[vi];
 
         for (int lane = 0; lane < 8; lane++) {
             const int r = min(r0 + vi * 8 + lane, r_last);
             const int hq = kvh * group + r / q_len, qi = r % q_len;
-            __global const store_t *qp = q + b * q_sb + hq * q_sh + (ulong)qi * q_ss;
 
-            for (int d = 0; d < D; d++)
-                qf[d * BQV * 8 + lane] = LOAD(qp, d) * scale_log2;
+            qp[lane] = q + b * q_sb + hq * q_sh + (ulong)qi * q_ss;
             lop[lane] = qi + shift - left;
             hip[lane] = qi + shift + right;
+        }
+        /* Eight rows by eight dimensions at a time, turned so that rows run
+         * along the lanes; a window's blocks walk few tiles, and element by
+         * element this took a noticeable share of them. */
+        int d0 = 0;
+
+        for (; d0 + 8 <= D; d0 += 8) {
+            float8 x[8];
+
+            #pragma unroll
+            for (int lane = 0; lane < 8; lane++)
+                x[lane] = LOAD8(qp[lane], d0);
+            transpose8(x);
+            #pragma unroll
+            for (int e = 0; e < 8; e++)
+                qt[(d0 + e) * BQV + vi] = x[e] * scale_log2;
+        }
+        for (int lane = 0; lane < 8; lane++) {
+            for (int d = d0; d < D; d++)
+                qf[d * BQV * 8 + lane] = LOAD(qp[lane], d) * scale_log2;
         }
         m[vi] = (float8)(-INFINITY);
         l[vi] = (float8)(0.0f);
@@ -267,7 +286,34 @@ __kernel void attn_tiled_cpu(__global const store_t *q, __global const store_t *
     #pragma unroll
     for (int vi = 0; vi < BQV; vi++) {
         const float *lf = (const float *)&l[vi];
+        __global store_t *op[8];
+        int d0 = 0;
 
+        for (int lane = 0; lane < 8; lane++) {
+            const int r = min(r0 + vi * 8 + lane, r_last);
+            const int hq = kvh * group + r / q_len, qi = r % q_len;
+
+            op[lane] = o + b * o_sb + hq * o_sh + (ulong)qi * o_ss;
+        }
+#if !SPLIT
+        /* A whole vector of rows goes out eight columns at a time, turned
+         * back so that each row's columns are consecutive. */
+        if (r0 + vi * 8 + 7 <= r_last) {
+            const float8 inv = select((float8)(0.0f), 1.0f / l[vi], l[vi] > 0.0f);
+
+            for (; d0 + 8 <= DV; d0 += 8) {
+                float8 x[8];
+
+                #pragma unroll
+                for (int e = 0; e < 8; e++)
+                    x[e] = acc[(d0 + e) * BQV + vi] * inv;
+                transpose8(x);
+                #pragma unroll
+                for (int lane = 0; lane < 8; lane++)
+                    STORE8(x[lane], op[lane], d0);
+            }
+        }
+#endif
         for (int lane = 0; lane < 8; lane++) {
             const int r = r0 + vi * 8 + lane;
 
@@ -283,15 +329,14 @@ __kernel void attn_tiled_cpu(__global const store_t *q, __global const store_t *
             pp[DV] = ((const float *)&m[vi])[lane];
             pp[DV + 1] = lf[lane];
 #else
-            const int hq = kvh * group + r / q_len, qi = r % q_len;
             const float sum = lf[lane];
             const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
-            __global store_t *op = o + b * o_sb + hq * o_sh + (ulong)qi * o_ss;
 
-            for (int dd = 0; dd < DV; dd++)
-                STORE(((const float *)&acc[dd * BQV + vi])[lane] * inv, op, dd);
+            for (int dd = d0; dd < DV; dd++)
+                STORE(((const float *)&acc[dd * BQV + vi])[lane] * inv, op[lane], dd);
 #endif
 #if WANT_LSE && !SPLIT
+            const int hq = kvh * group + r / q_len, qi = r % q_len;
             const float mx = ((const float *)&m[vi])[lane];
 
             lse[((ulong)b * kv_heads * group + hq) * q_len + qi] =
