@@ -53,6 +53,8 @@ cl_int clattn__device_info(cl_device_id device, clattn_device_info *info)
                            sizeof(info->max_work_group), &info->max_work_group, NULL);
     err |= clGetDeviceInfo(device, CL_DEVICE_MAX_COMPUTE_UNITS,
                            sizeof(info->compute_units), &info->compute_units, NULL);
+    err |= clGetDeviceInfo(device, CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT,
+                           sizeof(info->vector_width), &info->vector_width, NULL);
     info->platform_name[sizeof(info->platform_name) - 1] = '\0';
     info->platform_version[sizeof(info->platform_version) - 1] = '\0';
     return err ? CL_INVALID_DEVICE : CL_SUCCESS;

@@ -27,6 +27,7 @@ typedef struct clattn_device_info {
     cl_ulong local_mem;
     size_t max_work_group;
     cl_uint compute_units;
+    cl_uint vector_width; /* native float vector width: 16 with AVX-512 */
 } clattn_device_info;
 
 typedef struct clattn_cached_program clattn_cached_program;
@@ -171,6 +172,10 @@ cl_int clattn__set_args(cl_kernel kernel, cl_uint first, int count, ...);
  * or NULL).
  */
 int clattn__tuning_parse_line(char *line, clattn_tuning *tuning);
+/* The built-in tiles of a kernel shape for a device: 1 when the table has a
+ * row for both, else 0 and *out untouched. */
+int clattn__tuning_builtin(const clattn_device_info *info, clattn_kernel_shape shape,
+                           clattn_tuning *out);
 unsigned char *clattn__cache_read_file(const char *path, const char *key, size_t *size);
 
 /*

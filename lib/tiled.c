@@ -40,16 +40,20 @@ static int choose_splits(const clattn_plan *plan, size_t blocks, int keys)
     return want > 64 ? 64 : want < 1 ? 1 : (int)want;
 }
 
-/* Tiles for the CPU shape: the measured sweet spot on PoCL is 16 rows
- * (two float8) by 32 keys; see bench/NOTES.md. */
+/* Tiles for the CPU shape: the desc's, else the tuned ones, else the
+ * built-in table's for the device, else 16 rows (two float8) by 32 keys,
+ * the measured sweet spot on PoCL with AVX2; see bench/NOTES.md. */
 static clattn_status cpu_tiles(clattn_plan *plan, int *rows, int *keys)
 {
     const clattn_desc *d = &plan->desc;
+    clattn_tuning t = {CLATTN_SHAPE_CPU, 16, 32};
 
-    const int tuned = plan->tuning.kernel_shape == CLATTN_SHAPE_CPU;
-
-    *rows = d->block_q ? d->block_q : tuned ? plan->tuning.block_q : 16;
-    *keys = d->block_k ? d->block_k : tuned ? plan->tuning.block_k : 32;
+    if (plan->tuning.kernel_shape == CLATTN_SHAPE_CPU)
+        t = plan->tuning;
+    else
+        clattn__tuning_builtin(&plan->ctx->info, CLATTN_SHAPE_CPU, &t);
+    *rows = d->block_q ? d->block_q : t.block_q;
+    *keys = d->block_k ? d->block_k : t.block_k;
     if (*rows % 8 || *rows > 64)
         return clattn__fail(plan->ctx, CLATTN_INVALID_ARGUMENT,
                             "desc.block_q is %d; the CPU shape needs a multiple of 8 "

@@ -45,20 +45,26 @@ typedef struct entry {
 
 /*
  * Starting points for devices nobody has tuned here, most specific first:
- * a vendor (and optionally a device name) substring and a device type.
- * `clattn tune --export` prints rows of this form for a tuned device. The
- * GPU rows are the GPU shape's general defaults; no GPU has measured them.
+ * a vendor (and optionally a device name) substring, a device type and the
+ * least native float vector width. `clattn tune --export` prints rows of
+ * this form for a tuned device. CPUs with 16-float vectors (AVX-512) have 32
+ * vector registers, enough for 24 rows per work-item, which measured 6-16%
+ * faster there than 16 (bench/NOTES.md, 2026-12-04); with 16 registers
+ * (AVX2) 24 rows spill. The GPU rows are the GPU shape's general defaults;
+ * no GPU has measured them.
  */
 static const struct builtin {
     const char *vendor, *device;
     cl_device_type type;
+    cl_uint min_width;
     clattn_tuning tuning;
 } builtins[] = {
-    {"", "", CL_DEVICE_TYPE_CPU, {CLATTN_SHAPE_CPU, 16, 32}},
-    {"NVIDIA", "", CL_DEVICE_TYPE_GPU, {CLATTN_SHAPE_GPU, 64, 32}},
-    {"Advanced Micro Devices", "", CL_DEVICE_TYPE_GPU, {CLATTN_SHAPE_GPU, 64, 32}},
-    {"Intel", "", CL_DEVICE_TYPE_GPU, {CLATTN_SHAPE_GPU, 32, 16}},
-    {"Apple", "", CL_DEVICE_TYPE_GPU, {CLATTN_SHAPE_GPU, 32, 16}},
+    {"", "", CL_DEVICE_TYPE_CPU, 16, {CLATTN_SHAPE_CPU, 24, 64}},
+    {"", "", CL_DEVICE_TYPE_CPU, 0, {CLATTN_SHAPE_CPU, 16, 32}},
+    {"NVIDIA", "", CL_DEVICE_TYPE_GPU, 0, {CLATTN_SHAPE_GPU, 64, 32}},
+    {"Advanced Micro Devices", "", CL_DEVICE_TYPE_GPU, 0, {CLATTN_SHAPE_GPU, 64, 32}},
+    {"Intel", "", CL_DEVICE_TYPE_GPU, 0, {CLATTN_SHAPE_GPU, 32, 16}},
+    {"Apple", "", CL_DEVICE_TYPE_GPU, 0, {CLATTN_SHAPE_GPU, 32, 16}},
 };
 
 static const char *shape_name(clattn_kernel_shape shape)
@@ -640,13 +646,16 @@ static int database_find(clattn_context *ctx, const entry *key, clattn_tuning *o
     return found;
 }
 
-static int builtin_find(const clattn_device_info *info, clattn_tuning *out)
+/* The first row for the device, of the given kernel shape unless AUTO. */
+int clattn__tuning_builtin(const clattn_device_info *info, clattn_kernel_shape shape,
+                           clattn_tuning *out)
 {
     for (size_t i = 0; i < sizeof(builtins) / sizeof(builtins[0]); i++) {
         const struct builtin *b = &builtins[i];
 
         if ((info->type & b->type) && strstr(info->vendor, b->vendor) &&
-            strstr(info->name, b->device)) {
+            strstr(info->name, b->device) && info->vector_width >= b->min_width &&
+            (shape == CLATTN_SHAPE_AUTO || shape == b->tuning.kernel_shape)) {
             *out = b->tuning;
             return 1;
         }
@@ -673,7 +682,7 @@ clattn_status clattn_tuning_lookup(clattn_context *ctx, const clattn_desc *desc,
 
     if (database_find(ctx, &key, tuning)) {
         from = CLATTN_TUNING_DATABASE;
-    } else if (!linear && builtin_find(&ctx->info, tuning)) {
+    } else if (!linear && clattn__tuning_builtin(&ctx->info, CLATTN_SHAPE_AUTO, tuning)) {
         from = CLATTN_TUNING_BUILTIN;
     } else {
         /* Linear's tiles: 16 rows per CPU work-item, chunks of 64 keys. */

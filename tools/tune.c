@@ -352,7 +352,7 @@ static void print_row(clattn_context *ctx, const clattn_desc *key, const clattn_
     print_c_string(vendor);
     printf(", ");
     print_c_string(name);
-    printf(", %s, {CLATTN_SHAPE_%s, %d, %d}},\n", device_type_name(type),
+    printf(", %s, 0, {CLATTN_SHAPE_%s, %d, %d}},\n", device_type_name(type),
            t->kernel_shape == CLATTN_SHAPE_CPU ? "CPU" : "GPU", t->block_q, t->block_k);
 }
 

@@ -156,7 +156,7 @@ static void test_export(void **state)
     if (r.status != 0)
         fail_msg("status %d, stderr:\n%s", r.status, r.err);
     expect_text(r.out, "/* tiled f32 D=64 Dv=64 */\n{\"");
-    expect_text(r.out, "\", CL_DEVICE_TYPE_CPU, {CLATTN_SHAPE_CPU, 24, 8}},\n");
+    expect_text(r.out, "\", CL_DEVICE_TYPE_CPU, 0, {CLATTN_SHAPE_CPU, 24, 8}},\n");
     expect_text(r.err, "tiled f32 D=32 Dv=32: no tuned entry");
     cli_result_free(&r);
 
@@ -168,17 +168,31 @@ static void test_export(void **state)
     cli_result_free(&r);
 }
 
+/* The starting point --dry-run shows is the library's built-in one. */
 static void test_dry_run(void **state)
 {
     const char *file = use_database("dry.txt");
     const char *args[] = {"tune",    "--dry-run", "--head-dim", "64",
                           "--dtype", "f32,f16",   NULL};
+    clattn_context *ctx = NULL;
+    clattn_tuning builtin;
+    clattn_desc d;
+    char want[96];
     cli_result r = cli_run(args);
 
     (void)state;
     assert_int_equal(r.status, 0);
-    expect_text(r.out, "tiled f32 D=64 Dv=64: now cpu:16x32 (built-in)");
-    expect_text(r.out, "tiled f16 D=64 Dv=64: now cpu:16x32 (built-in)");
+    assert_int_equal(clattn_context_create(&ctx, NULL), CLATTN_OK);
+    clattn_desc_init(&d);
+    d.head_dim = 64;
+    assert_int_equal(clattn_tuning_lookup(ctx, &d, &builtin, NULL), CLATTN_OK);
+    clattn_context_destroy(ctx);
+    snprintf(want, sizeof want, "tiled f32 D=64 Dv=64: now cpu:%dx%d (built-in)",
+             builtin.block_q, builtin.block_k);
+    expect_text(r.out, want);
+    snprintf(want, sizeof want, "tiled f16 D=64 Dv=64: now cpu:%dx%d (built-in)",
+             builtin.block_q, builtin.block_k);
+    expect_text(r.out, want);
     expect_text(r.out, " cpu:8x8 ");
     expect_text(r.out, "budget 300 s");
     assert_int_equal(access(file, F_OK), -1);
