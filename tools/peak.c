@@ -16,9 +16,12 @@
  * Twelve independent chains hide the multiply-add latency on every device we
  * know; the step and addend are arguments so that nothing can be folded, and
  * the chains converge to add / (1 - step) without overflow or denormals.
+ * OP, a build option, is fma or mad: PoCL's mad ran at 0.8 of its fma on an
+ * AVX-512 EPYC (187 against 230 GFLOP/s), while a device without fused
+ * hardware would emulate fma slowly; the peak is the faster of the two.
  */
 static const char fma_source[] =
-    "#define STEP(x) x = mad(x, b, c)\n"
+    "#define STEP(x) x = OP(x, b, c)\n"
     "__kernel void fma_chains(__global float *out, int iters, float step, float add)\n"
     "{\n"
     "    float8 b = (float8)(step), c = (float8)(add);\n"
@@ -63,13 +66,14 @@ static const char read_source[] =
 
 /* Builds one of the yardstick kernels; the caller releases what is set. */
 static cl_int build_kernel(cl_context cl, cl_device_id device, const char *source,
-                           const char *name, cl_program *program, cl_kernel *kernel)
+                           const char *options, const char *name, cl_program *program,
+                           cl_kernel *kernel)
 {
     cl_int err = CL_SUCCESS;
 
     *program = clCreateProgramWithSource(cl, 1, &source, NULL, &err);
     if (err == CL_SUCCESS)
-        err = clBuildProgram(*program, 1, &device, "", NULL, NULL);
+        err = clBuildProgram(*program, 1, &device, options, NULL, NULL);
     if (err == CL_SUCCESS)
         *kernel = clCreateKernel(*program, name, &err);
     return err;
@@ -279,20 +283,30 @@ static int fma_with_kernel(fma_setup *s, cl_context cl, cl_device_id device,
 
 int peak_fma_gflops(clattn_context *ctx, double *gflops)
 {
+    static const char *const ops[] = {"-D OP=fma", "-D OP=mad"};
     cl_context cl = clattn_context_cl_context(ctx);
     cl_device_id device = clattn_context_device(ctx);
-    fma_setup s = {clattn_context_queue(ctx), NULL, 0, 0};
-    cl_program program = NULL;
-    cl_int err = build_kernel(cl, device, fma_source, "fma_chains", &program, &s.kernel);
-    int rc;
+    int rc = 0;
 
-    rc = err == CL_SUCCESS
-             ? fma_with_kernel(&s, cl, device, gflops)
-             : cli_error("the FMA kernel failed to build (OpenCL error %d)", (int)err);
-    if (s.kernel != NULL)
-        clReleaseKernel(s.kernel);
-    if (program != NULL)
-        clReleaseProgram(program);
+    *gflops = 0.0;
+    for (int i = 0; i < 2 && rc == 0; i++) {
+        fma_setup s = {clattn_context_queue(ctx), NULL, 0, 0};
+        cl_program program = NULL;
+        cl_int err = build_kernel(cl, device, fma_source, ops[i], "fma_chains", &program,
+                                  &s.kernel);
+        double rate = 0.0;
+
+        rc =
+            err == CL_SUCCESS
+                ? fma_with_kernel(&s, cl, device, &rate)
+                : cli_error("the FMA kernel failed to build (OpenCL error %d)", (int)err);
+        if (rate > *gflops)
+            *gflops = rate;
+        if (s.kernel != NULL)
+            clReleaseKernel(s.kernel);
+        if (program != NULL)
+            clReleaseProgram(program);
+    }
     return rc;
 }
 
@@ -396,7 +410,8 @@ int peak_read_gbps(clattn_context *ctx, double *gbps)
     cl_device_id device = clattn_context_device(ctx);
     read_setup s = {clattn_context_queue(ctx), NULL, 0, 0};
     cl_program program = NULL;
-    cl_int err = build_kernel(cl, device, read_source, "read_sum", &program, &s.kernel);
+    cl_int err =
+        build_kernel(cl, device, read_source, "", "read_sum", &program, &s.kernel);
     int rc;
 
     rc = err == CL_SUCCESS
