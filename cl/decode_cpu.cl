@@ -94,8 +94,9 @@ inline void touch_rows(__global const store_t *kb, __global const store_t *vb, i
     volatile uchar sink;
 
     for (int c = 0; c < count; c++) {
-        __global const uchar *kr = (__global const uchar *)(kb + (ulong)(first + c) * k_ss);
-        __global const uchar *vr = (__global const uchar *)(vb + (ulong)(first + c) * v_ss);
+        const ulong j = (ulong)(first + c);
+        __global const uchar *kr = (__global const uchar *)(kb + j * k_ss);
+        __global const uchar *vr = (__global const uchar *)(vb + j * v_ss);
 
         for (int e = 0; e < D * (int)sizeof(store_t); e += 64)
             sink = kr[e];

@@ -286,6 +286,7 @@ __kernel void attn_tiled_cpu(__global const store_t *q, __global const store_t *
     #pragma unroll
     for (int vi = 0; vi < BQV; vi++) {
         const float *lf = (const float *)&l[vi];
+#if !SPLIT
         __global store_t *op[8];
         int d0 = 0;
 
@@ -295,7 +296,6 @@ __kernel void attn_tiled_cpu(__global const store_t *q, __global const store_t *
 
             op[lane] = o + b * o_sb + hq * o_sh + (ulong)qi * o_ss;
         }
-#if !SPLIT
         /* A whole vector of rows goes out eight columns at a time, turned
          * back so that each row's columns are consecutive. */
         if (r0 + vi * 8 + 7 <= r_last) {
